@@ -1,0 +1,1 @@
+"""Sub-commands of ``secagg-rec``; one module per command, each with ``register``."""

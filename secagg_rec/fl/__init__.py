@@ -1,0 +1,1 @@
+"""secagg_rec.fl (see DESIGN layout)."""

@@ -1,0 +1,1 @@
+"""secagg_rec.flower (see DESIGN layout)."""

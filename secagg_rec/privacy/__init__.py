@@ -1,0 +1,1 @@
+"""secagg_rec.privacy (see DESIGN layout)."""

@@ -1,0 +1,1 @@
+"""secagg_rec.rec (see DESIGN layout)."""

@@ -1,0 +1,1 @@
+"""secagg_rec.sim (see DESIGN layout)."""
