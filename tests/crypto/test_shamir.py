@@ -255,6 +255,28 @@ def test_inconsistent_shares_raise_decode_error() -> None:
         shamir.reconstruct({1: shares[0][0], 2: tampered, 3: shares[0][2]}, 3, 32)
 
 
+def test_value_wider_than_the_secret_raises_decode_error() -> None:
+    # t = 1: the share is the limb vector itself, so the width checks are direct.
+    with pytest.raises(DecodeError, match="inconsistent"):
+        shamir.reconstruct({1: u32(256)}, 1, 1)  # a 1-byte secret holds 0..255
+    assert shamir.reconstruct({1: u32(255)}, 1, 1) == b"\xff"
+    with pytest.raises(DecodeError, match="inconsistent"):  # full limb >= 2**30
+        shamir.reconstruct({1: u32(2**30) + bytes(16)}, 1, 16)
+    with pytest.raises(DecodeError, match="inconsistent"):  # top limb of 16 B has 8 bits
+        shamir.reconstruct({1: bytes(16) + u32(256)}, 1, 16)
+
+
+def test_the_shares_with_smallest_x_are_used() -> None:
+    shares = shamir.split([b"z" * 16], [1, 2, 3, 4], 2, DeterministicRandom(8))[0]
+    junk = u32(123456789) * 5  # in-field but inconsistent
+    # Insertion order puts the junk share for x = 4 first; it must not be used.
+    item = {4: junk, 2: shares[1], 1: shares[0]}
+    assert shamir.reconstruct(item, 2, 16) == b"z" * 16
+    # ... and a junk share for x = 1, inserted last, is used (and detected).
+    with pytest.raises(DecodeError, match="inconsistent"):
+        shamir.reconstruct({2: shares[1], 3: shares[2], 1: junk}, 2, 16)
+
+
 # ------------------------------------------------------------- bad arguments
 
 
