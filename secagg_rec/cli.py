@@ -21,6 +21,7 @@ from secagg_rec.errors import SecAggError
 COMMAND_MODULES: tuple[str, ...] = (
     "secagg_rec.commands.simulate",
     "secagg_rec.commands.bench",
+    "secagg_rec.commands.data",
 )
 
 
