@@ -28,7 +28,8 @@ def make_config(
     ids = tuple(ids) if ids is not None else tuple(range(1, n + 1))
     keys = {c: SigningKey(rng=DeterministicRandom(1000 + c)) for c in ids} if authenticated else {}
     cfg = SecAggConfig(
-        session_id=session_id or hashlib.sha256(f"{n}/{neighbors}/{threshold}".encode()).digest()[:16],
+        session_id=session_id
+        or hashlib.sha256(f"{n}/{neighbors}/{threshold}".encode()).digest()[:16],
         client_ids=ids,
         threshold=threshold,
         neighbors=neighbors,  # type: ignore[arg-type]

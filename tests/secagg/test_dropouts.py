@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from secagg_rec.errors import LocalProtocolError, ThresholdError
 from secagg_rec.secagg import STAGES, ServerState, run_round
 from secagg_rec.secagg.client import ClientSession
 from secagg_rec.secagg.server import ServerSession
-from secagg_rec.errors import ThresholdError
 from tests.secagg.harness import ManualRound, make_config, plain_sum, random_inputs
 
 N, T = 9, 5
@@ -57,7 +57,7 @@ def test_server_abort_raises_threshold_error_and_wipes_running_sum():
     assert rnd.server.state is ServerState.ABORTED
     assert rnd.server.result is None
     assert rnd.server._sum is None  # the partial sum is gone
-    with pytest.raises(Exception):
+    with pytest.raises(LocalProtocolError):
         rnd.server.close_stage()
 
 

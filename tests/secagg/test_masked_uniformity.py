@@ -13,7 +13,7 @@ def _masked_vector(input_words: np.ndarray, bits: int) -> np.ndarray:
     cfg, _ = make_config(3, threshold=2, bits=bits, dim=len(input_words))
     server = ServerSession(cfg)
     clients = {c: ClientSession(cfg, c) for c in cfg.client_ids}
-    for c, cl in clients.items():
+    for cl in clients.values():
         cl.set_input(input_words)
         server.receive(cl.start())
     out = server.close_stage()
