@@ -1,0 +1,204 @@
+"""One simulated round: random float inputs, quantized, aggregated in memory.
+
+Used by ``secagg-rec simulate`` and by sweeps. Every client's input is drawn from its
+own generator seeded by ``(seed, client id)``, so it can be regenerated instead of
+kept: memory stays O(dim) however many clients there are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from secagg_rec.crypto.keys import SigningKey
+from secagg_rec.encoding import Quantizer, required_bits
+from secagg_rec.secagg.config import SecAggConfig
+from secagg_rec.secagg.driver import STAGES, RoundResult, run_round
+
+__all__ = ["SimulationSpec", "default_threshold", "resolve_neighbors", "simulate_round"]
+
+INPUT_CLIP = 1.0  # inputs are uniform on [-1, 1]
+DEFAULT_LEVELS = 1 << 16  # quantization units per client per 1.0 at the default ring
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulationSpec:
+    """What to simulate.
+
+    Args:
+        clients: ``n >= 2``.
+        dim: floats per client input, ``>= 1``.
+        neighbors: ``"full"``, ``"auto"`` (from :func:`choose_parameters`) or ``k``.
+        threshold: ``t``; ``None`` picks it (see :func:`default_threshold`).
+        dropout: fraction of clients that drop, in ``[0, 1)``.
+        drop_stage: one of :data:`~secagg_rec.secagg.driver.STAGES`.
+        bits: ring width; ``None`` picks 32, or more if needed to hold ``n`` inputs.
+        authenticated: Ed25519-authenticated mode.
+        seed: seeds inputs, dropout choice and the session id.
+        corrupt: tolerated corrupt fraction for ``"auto"`` (default 0.05).
+    """
+
+    clients: int
+    dim: int
+    neighbors: str | int = "full"
+    threshold: int | None = None
+    dropout: float = 0.0
+    drop_stage: str = "masked"
+    bits: int | None = None
+    authenticated: bool = False
+    seed: int = 0
+    corrupt: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.clients, int) or self.clients < 2:
+            raise ValueError(f"--clients must be an int >= 2, got {self.clients!r}")
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"--dim must be an int >= 1, got {self.dim!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.drop_stage not in STAGES:
+            raise ValueError(f"--drop-stage must be one of {', '.join(STAGES)}")
+        if not (self.neighbors in ("full", "auto") or isinstance(self.neighbors, int)):
+            raise ValueError(f"--neighbors must be full, auto or an int, got {self.neighbors!r}")
+
+
+def default_threshold(n: int, k: int) -> int:
+    """Threshold used when none is given for an explicit ``k``: a majority of the
+    ``k + 1`` holders, ``floor((k + 1) / 2) + 1`` (at least 2, at most ``k + 1``)."""
+    return min(k + 1, max(2, (k + 1) // 2 + 1))
+
+
+def resolve_neighbors(spec: SimulationSpec) -> tuple[int | str, int, str]:
+    """Return ``(neighbors for the config, threshold, how they were chosen)``."""
+    n = spec.clients
+    if spec.neighbors == "auto":
+        from secagg_rec.secagg.params import choose_parameters
+
+        params = choose_parameters(n, dropout=spec.dropout, corrupt=spec.corrupt)
+        k, t = params.k, params.t
+        how = f"auto: choose_parameters(n={n}, dropout={spec.dropout}, corrupt={spec.corrupt})"
+    elif spec.neighbors == "full":
+        k = n - 1
+        t = default_threshold(n, k)
+        how = "full"
+    else:
+        k = int(spec.neighbors)
+        t = default_threshold(n, k)
+        how = "explicit"
+    if spec.threshold is not None:
+        t = spec.threshold
+    return ("full" if k == n - 1 else k), t, how
+
+
+def _client_input(seed: int, cid: int, dim: int) -> np.ndarray:
+    return np.random.default_rng([seed, cid]).uniform(-INPUT_CLIP, INPUT_CLIP, dim)
+
+
+def simulate_round(
+    spec: SimulationSpec,
+    *,
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run one round and return its measurements as a JSON-ready dict.
+
+    The dict has ``ok``, ``clients``, ``survivors``, ``neighbors``, ``threshold``,
+    ``bits``, ``max_abs_error`` (decoded aggregate vs the float sum of the survivors'
+    inputs), ``error_bound``, client/server seconds, bytes per client and ``stages``.
+    A round that aborts has ``ok: false`` and ``reason``.
+
+    Raises:
+        ValueError: inconsistent parameters (e.g. threshold above ``k + 1``).
+    """
+    n = spec.clients
+    neighbors, threshold, how = resolve_neighbors(spec)
+    ids = tuple(range(1, n + 1))
+    # Default ring: 32 bits (4-byte words) while that leaves >= 2**16 quantization
+    # levels per client; wider only for very many clients.
+    bits = spec.bits if spec.bits is not None else max(32, required_bits(n, DEFAULT_LEVELS))
+    quant = Quantizer.fit(bits=bits, clip=INPUT_CLIP, max_clients=n)
+    keys = (
+        {c: SigningKey(private=np.random.default_rng([spec.seed, c, 7]).bytes(32)) for c in ids}
+        if spec.authenticated
+        else {}
+    )
+    config = SecAggConfig(
+        session_id=np.random.default_rng([spec.seed, 0xC0FFEE]).bytes(16)
+        if spec.seed is not None
+        else os.urandom(16),
+        client_ids=ids,
+        threshold=threshold,
+        neighbors=neighbors,  # type: ignore[arg-type]
+        bits=bits,
+        dim=spec.dim,
+        authenticated=spec.authenticated,
+        verify_keys={c: k.public for c, k in keys.items()},
+    )
+    n_drop = round(spec.dropout * n)
+    drop_rng = np.random.default_rng([spec.seed, 0xD209])
+    dropped = drop_rng.choice(np.array(ids), size=n_drop, replace=False) if n_drop else []
+    dropouts = {int(c): spec.drop_stage for c in dropped}
+
+    def encoded(cid: int) -> np.ndarray:
+        x = _client_input(spec.seed, cid, spec.dim)
+        return quant.encode(x, np.random.default_rng([spec.seed, cid, 1]))
+
+    t0 = time.perf_counter()
+    result: RoundResult = run_round(
+        config,
+        encoded,
+        dropouts=dropouts,
+        signing_keys=keys or None,
+        on_progress=on_progress,
+    )
+    wall = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "ok": result.ok,
+        "clients": n,
+        "dim": spec.dim,
+        "neighbors": config.k,
+        "graph": "full" if config.graph.is_complete else "secagg+",
+        "chosen_by": how,
+        "threshold": threshold,
+        "bits": bits,
+        "authenticated": spec.authenticated,
+        "dropout": spec.dropout,
+        "drop_stage": spec.drop_stage,
+        "dropped": n_drop,
+        "survivors": len(result.survivors),
+        "seed": spec.seed,
+    }
+    if result.ok:
+        assert result.aggregate is not None
+        exact = np.zeros(spec.dim)
+        for cid in result.survivors:
+            exact += _client_input(spec.seed, cid, spec.dim)
+        decoded = quant.decode_sum(result.aggregate)
+        out["max_abs_error"] = float(np.max(np.abs(decoded - exact)))
+        out["error_bound"] = quant.sum_error_bound(len(result.survivors))
+    else:
+        out["reason"] = result.error
+        out["max_abs_error"] = None
+    secs = np.array([result.client_seconds[c] for c in ids])
+    active = np.array([result.bytes_up[c] > 0 for c in ids])
+    out.update(
+        {
+            "client_seconds_mean": float(secs[active].mean()) if active.any() else 0.0,
+            "client_seconds_max": float(secs.max()),
+            "client_seconds_total": float(secs.sum()),
+            "server_seconds": result.server_seconds,
+            "wall_seconds": wall,
+            "bytes_up_per_client": float(np.mean([result.bytes_up[c] for c in ids])),
+            "bytes_down_per_client": float(np.mean([result.bytes_down[c] for c in ids])),
+            "client_errors": len(result.client_errors),
+            "stages": [s.as_dict() for s in result.stages],
+        }
+    )
+    if not math.isfinite(out["client_seconds_mean"]):
+        out["client_seconds_mean"] = 0.0
+    return out
