@@ -135,6 +135,8 @@ def load_ratings(path: str | os.PathLike[str], *, format: str | None = None) -> 
     """
     if format is not None and format not in _LAYOUTS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if format is not None and isinstance(path, (str, os.PathLike)) and Path(path).is_file():
+        return _load(Path(path), format)
     file, guessed = find_ratings_file(path)
     return _load(file, format or guessed)
 
