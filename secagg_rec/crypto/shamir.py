@@ -5,11 +5,12 @@ Why this is hand-written
 Every client shares two secrets (its self-mask seed and its X25519 private key) to up
 to several thousand holders, and the server reconstructs thousands of secrets in the
 unmasking round. No well-kept Python library offers Shamir sharing vectorized over
-holders and secrets: the pure-Python implementations (for example the one inside
-Flower's SecAgg+, which loops over coefficients and holders with Python integers) are
-the bottleneck of those protocols at a few hundred clients. ``cryptography`` has no
-secret sharing at all. So this module implements the textbook scheme with numpy, and
-nothing else in ``secagg_rec.crypto`` is hand-rolled.
+holders and secrets. ``cryptography`` has no secret sharing at all; PyCryptodome's
+``Shamir`` takes one 16-byte secret at a time and evaluates the polynomial share by
+share with pure-Python GF(2^128) arithmetic. Flower's SecAgg+
+(``flwr.common.secure_aggregation.crypto.shamir``) calls it once per 16-byte chunk and
+pickles the shares, and that is the bottleneck of its rounds at a few hundred clients.
+So this module implements the textbook scheme with numpy.
 
 Design
 ------
