@@ -30,8 +30,8 @@ The bounds (``sigma = security_bits``, ``eta = failure_bits``)
 Let ``HG(N, K, k)`` be the hypergeometric law of the number of marked items in a
 uniform ``k``-subset of ``N`` items of which ``K`` are marked.
 
-1. **Correctness** (Bell et al. Sec. 4, correctness condition: every secret that the
-   server must rebuild keeps ``t`` live holders). A dropped client's neighbours are a
+1. **Correctness** (every secret that the server must rebuild keeps ``t`` live
+   holders). A dropped client's neighbours are a
    uniform ``k``-subset of the other ``n - 1`` clients, ``n - D`` of whom survive, so
    its surviving holders are ``S ~ HG(n - 1, n - D, k)``; a surviving client has
    ``1 + HG(n - 1, n - D - 1, k)``, which is stochastically larger. Union bound over
@@ -46,9 +46,9 @@ uniform ``k``-subset of ``N`` items of which ``K`` are marked.
 
        n * P[X >= t]  <  2**-(sigma + 1)                          (gives t >= t_min)
 
-3. **The honest survivors stay connected** (Bell et al. Sec. 3: the server learns the
-   sum of each connected component of honest surviving clients, so there must be one
-   component). Removing vertices disconnects ``H(k, n)`` only if two disjoint runs of
+3. **The honest survivors stay connected** (with a sparse graph the server can learn
+   the sum of each connected component of honest surviving clients, so there must be
+   one component). Removing vertices disconnects ``H(k, n)`` only if two disjoint runs of
    ``k/2`` consecutive ring positions are all removed (between two consecutive
    remaining vertices a gap of fewer than ``k/2`` removed vertices keeps them
    adjacent, and a ring with one break is still a path). There are at most
@@ -58,15 +58,16 @@ uniform ``k``-subset of ``N`` items of which ``K`` are marked.
        n (n - k - 1) / 2 * B! (n - k)! / ((B - k)! n!)  <  2**-(sigma + 1)
 
    (zero when ``k > B``). Events 2 and 3 each get half of the ``2**-sigma`` budget.
-4. **Semi-malicious server** (``adversary="semi-malicious"``; Bell et al.'s
-   semi-malicious setting, and Bonawitz et al.'s active-adversary threshold). The
+4. **Semi-malicious server** (``adversary="semi-malicious"``: Bell et al.'s
+   semi-malicious setting). The
    server may tell some honest holders that client ``u`` dropped (they reveal a share
    of its mask key) and others that it survived (they reveal a share of its self-mask
    seed). With ``X`` corrupt neighbours, ``k - X`` honest neighbours (one share each)
    and ``u`` itself (only ever its own seed share), the server gets ``t`` of both
    only if ``2t <= k + X + 1``. With ``X <= t_min - 1`` (event 2) it is safe when
    ``t >= floor((k + t_min) / 2) + 1``. For the complete graph this is
-   ``t > (n + A) / 2``, Bonawitz et al.'s condition.
+   ``t > (n + A) / 2``, the condition Google's code checks for full SecAgg
+   (``CheckFullGraphParameters``).
 
 Search: for even ``k = 2, 4, ...`` (the first ``k`` that passes is returned, like
 Google's finder; from ``k = 8192`` on, by doubling then bisection plus a local scan),
@@ -81,15 +82,18 @@ so the complete graph is chosen only when nothing sparser meets the targets.
 
 Where the formulas come from
 ----------------------------
-Conditions 1-4 are Bell et al.'s correctness/security conditions instantiated for a
-random Harary graph. The concrete bounds (hypergeometric tails, union bound over
-clients, the ``n (n - k - 1) / 2`` gap-pair count, the split of the security budget
-into two halves, the semi-malicious ``2t > k + X`` rule and ``t >= 2``) are those of
-Google's production parameter finder,
-``fcp/secagg/server/graph_parameter_finder.cc`` in google-parfait/federated-compute,
-re-derived here (no code copied). Its published outputs at ``sigma = 40, eta = 20``,
-5% corrupt, 33% dropout, semi-honest server: ``n = 1000 -> k = 72, t = 24`` and
-``n = 10**4 -> k = 86, t = 29``; this module reproduces both exactly.
+Conditions 1-4 are the correctness and security conditions of Bell et al.'s SecAgg+
+(correct when every needed secret keeps ``t`` live holders; secure when the adversary
+never holds ``t`` shares of an honest client's secret and the honest survivors are
+connected), instantiated for a random Harary graph. The concrete bounds
+(hypergeometric tails, union bound over clients, the ``n (n - k - 1) / 2`` gap-pair
+count, the split of the security budget into two halves, the semi-malicious
+``2t > k + X`` rule and ``t >= 2``) are those of Google's production parameter
+finder, ``fcp/secagg/server/graph_parameter_finder.cc`` in
+google-parfait/federated-compute, re-derived here (no code copied). Its published
+outputs at ``sigma = 40, eta = 20``, 5% corrupt, 33% dropout, semi-honest server:
+``n = 1000 -> k = 72, t = 24`` and ``n = 10**4 -> k = 86, t = 29``; this module
+reproduces both exactly.
 
 Differences from Google's finder (``model="exact"``, the default):
 
@@ -101,14 +105,15 @@ Differences from Google's finder (``model="exact"``, the default):
   published settings both give the same ``(k, t)`` (checked for n = 10**2 .. 10**6);
   over the rest of Google's test table the semi-honest ``k`` differs by -4 .. +2.
 * In the semi-malicious case Google requires ``2t > k + X``; we add the client's own
-  seed share (``2t > k + X + 1``), since our clients keep and reveal it: ``k`` is up
-  to 16 larger at 30% corruption (n = 10**4 .. 10**6), 8-10 larger at 5%/33%.
+  seed share (``2t > k + X + 1``), since our clients keep and reveal it. Together
+  with the populations, the semi-malicious ``k`` differs by -2 .. +16 over Google's
+  table (the large increases at n >= 10**5: +16 at 30%/30%, +10 at 5%/33%).
 * Google returns ``t = max(t_min, 2)`` after checking only ``t_min <= t_max``; for
   tiny ``n`` that can exceed ``t_max``: n = 10, 5% corrupt, 33% dropout gives ``k = 4,
-  t = 2`` there although, in its own model (a neighbour is dropped with probability
-  ``3/10``), a client can keep a single live neighbour. We check ``t <= t_max``. (The
-  exact model also answers ``k = 4, t = 2`` for that case, correctly: a dropped client
-  has only 2 other dropped clients, so 2 of its 4 neighbours survive.)
+  t = 2`` there although, in its own model (``S ~ HG(10, 7, 4)``), a client keeps a
+  single live neighbour with probability 1/30. We check ``t <= t_max``. (The exact
+  model also answers ``k = 4, t = 2`` for that case, correctly: a dropped client has
+  only 2 other dropped clients, so at least 2 of its 4 neighbours survive.)
 
 ``model="fcp"`` uses Google's populations and semi-malicious rule (keeping the fix of
 the last point), and reproduces every entry of Google's test table
