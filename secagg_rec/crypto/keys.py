@@ -7,7 +7,7 @@ byte string is rejected. Public keys travel as their 32-byte raw encodings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -40,16 +40,29 @@ _NOENC = serialization.NoEncryption()
 
 @dataclass(frozen=True, repr=False)
 class KeyPair:
-    """An X25519 key pair; ``private`` is the 32 raw bytes (kept out of ``repr``)."""
+    """An X25519 key pair; ``private`` is the 32 raw bytes (kept out of ``repr``).
+
+    ``key`` is the parsed private key, kept so that repeated agreements do not
+    re-parse it (parsing costs about as much as an agreement).
+    """
 
     private: bytes
     public: bytes
+    key: X25519PrivateKey = field(compare=False)
 
     @classmethod
     def generate(cls, rng: RandomSource | None = None) -> KeyPair:
         """A fresh key pair from 32 bytes of ``rng`` (default: OS CSPRNG)."""
-        raw = (rng or default_random()).token_bytes(KEY_BYTES)
-        return cls(private=raw, public=public_from_private(raw))
+        return cls.from_private(bytes((rng or default_random()).token_bytes(KEY_BYTES)))
+
+    @classmethod
+    def from_private(cls, private: bytes) -> KeyPair:
+        """The key pair of 32 raw private bytes. Raises ValueError on bad length."""
+        if len(private) != KEY_BYTES:
+            raise ValueError(f"X25519 private key must be {KEY_BYTES} bytes, got {len(private)}")
+        key = X25519PrivateKey.from_private_bytes(bytes(private))
+        return cls(private=bytes(private), public=key.public_key().public_bytes(_RAW, _RAW_PUB),
+                   key=key)
 
     def __repr__(self) -> str:
         return f"KeyPair(public={self.public.hex()})"
@@ -63,16 +76,25 @@ def public_from_private(private: bytes) -> bytes:
     return key.public_key().public_bytes(_RAW, _RAW_PUB)
 
 
-def agree(private: bytes, peer_public: bytes) -> bytes:
-    """X25519 shared secret (32 bytes) of our ``private`` key and the peer's public key.
+def agree(private: bytes | X25519PrivateKey | KeyPair, peer_public: bytes) -> bytes:
+    """X25519 shared secret (32 bytes) of our private key and the peer's public key.
+
+    ``private`` may be raw bytes, a parsed key or a :class:`KeyPair` (fastest when
+    agreeing with many peers).
 
     Raises:
         RemoteProtocolError: the peer's public key is malformed or a low-order point
             (the agreement would be all zeros).
     """
+    if isinstance(private, KeyPair):
+        key = private.key
+    elif isinstance(private, X25519PrivateKey):
+        key = private
+    else:
+        key = X25519PrivateKey.from_private_bytes(bytes(private))
     try:
         peer = X25519PublicKey.from_public_bytes(bytes(peer_public))
-        return X25519PrivateKey.from_private_bytes(bytes(private)).exchange(peer)
+        return key.exchange(peer)
     except ValueError as exc:
         raise RemoteProtocolError(f"invalid X25519 public key: {exc}") from exc
 

@@ -324,7 +324,7 @@ class ClientSession:
                 self._key_shares[holder] = key_shares[j]
                 continue
             channel = derive_key(
-                agree(self._enc.private, peers[holder].enc_public),
+                agree(self._enc, peers[holder].enc_public),
                 "share-encryption",
                 cfg.session_id,
                 cfg.round_index,
@@ -384,7 +384,7 @@ class ClientSession:
         items = [(self._self_seed, 1)]
         for peer in sorted(self._senders):
             seed = derive_key(
-                agree(self._mask.private, self._peers[peer].mask_public),
+                agree(self._mask, self._peers[peer].mask_public),
                 "pairwise-mask",
                 cfg.session_id,
                 cfg.round_index,

@@ -60,12 +60,18 @@ def _check_u32(name: str, value: object) -> None:
 
 
 def _check_ids(name: str, ids: Iterable[int]) -> None:
-    seen: set[int] = set()
-    for cid in ids:
-        _check_u32(name, cid)
-        if cid in seen:
-            raise ValueError(f"{name} lists client {cid} twice")
-        seen.add(cid)
+    ids = tuple(ids)
+    if not ids:
+        return
+    if not set(map(type, ids)) <= {int}:  # bool and other int subclasses refused too
+        bad = next(c for c in ids if type(c) is not int)
+        raise ValueError(f"{name} must be ints in [0, 2**32), got {bad!r}")
+    if min(ids) < 0 or max(ids) > U32_MAX:
+        raise ValueError(f"{name} must be ints in [0, 2**32), got {min(ids)}..{max(ids)}")
+    if len(set(ids)) != len(ids):
+        seen: set[int] = set()
+        dup = next(c for c in ids if c in seen or seen.add(c))  # type: ignore[func-returns-value]
+        raise ValueError(f"{name} lists client {dup} twice")
 
 
 def _check_bytes(name: str, value: object, lengths: tuple[int, ...] | None = None) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from secagg_rec.crypto import shamir
 from secagg_rec.crypto.kdf import derive_key
-from secagg_rec.crypto.keys import agree, public_from_private, verify_signature
+from secagg_rec.crypto.keys import KeyPair, agree, verify_signature
 from secagg_rec.crypto.prg import MaskExpander, reduce_words
 from secagg_rec.errors import LocalProtocolError, RemoteProtocolError, SecAggError, ThresholdError
 from secagg_rec.secagg import codec
@@ -386,7 +386,8 @@ class ServerSession:
         items: list[tuple[bytes, int]] = [(seed, -1) for seed in seeds]
         survivors = frozenset(self._u3)
         for v, private in zip(self._dropped, keys, strict=True):
-            if public_from_private(private) != self._adverts[v].mask_public:
+            pair = KeyPair.from_private(private)
+            if pair.public != self._adverts[v].mask_public:
                 raise RemoteProtocolError(
                     f"the key shares of dropped client {v} rebuild a key that does not match "
                     "its advertisement (a client sent bad shares)"
@@ -395,7 +396,7 @@ class ServerSession:
                 if u not in survivors:
                     continue
                 seed = derive_key(
-                    agree(private, self._adverts[u].mask_public),
+                    agree(pair, self._adverts[u].mask_public),
                     "pairwise-mask",
                     cfg.session_id,
                     cfg.round_index,
