@@ -153,7 +153,7 @@ def train_centralized(
 
     started = time.perf_counter()
     hr_key, ndcg_key = f"HR@{config.k}", f"NDCG@{config.k}"
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = _adam(model, config)
     loss_fn = nn.BCEWithLogitsLoss()
     history: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
@@ -203,6 +203,16 @@ def train_centralized(
         history=history,
         seconds=time.perf_counter() - started,
     )
+
+
+def _adam(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam, fused when this torch build supports it on CPU (2-3x faster steps)."""
+    try:
+        return torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True
+        )
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _run_epoch(
