@@ -247,9 +247,10 @@ class ClientSession:
             raise RemoteProtocolError(f"{type(message).__name__} is addressed to client {receiver}")
 
     def _check_known(self, ids: Any, what: str) -> None:
-        unknown = [c for c in ids if c not in self.config.id_set]
-        if unknown:
-            raise RemoteProtocolError(f"{what} names client {unknown[0]}, never in this round")
+        ids = ids if isinstance(ids, (set, frozenset)) else set(ids)
+        if not ids <= self.config.id_set:
+            unknown = min(ids - self.config.id_set)
+            raise RemoteProtocolError(f"{what} names client {unknown}, never in this round")
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -407,8 +408,8 @@ class ClientSession:
     def _on_consistency_request(self, msg: ConsistencyRequest) -> ConsistencyResponse:
         cfg = self.config
         self._check_context(msg, msg.receiver)
-        self._check_known(msg.survivors, "consistency request")
         survivors = frozenset(msg.survivors)
+        self._check_known(survivors, "consistency request")
         if self.client_id not in survivors:
             raise RemoteProtocolError("consistency request does not list this client as survivor")
         local = (survivors & self._neighbors) - self._senders
@@ -423,7 +424,7 @@ class ClientSession:
                 f"only {live} of client {self.client_id}'s holders survived, "
                 f"threshold is {cfg.threshold}"
             )
-        self._survivors = tuple(sorted(survivors))
+        self._survivors = msg.survivors
         signature = b""
         if cfg.authenticated:
             assert self._signer is not None
@@ -448,7 +449,7 @@ class ClientSession:
                 f"unmask request lists client {min(both)} as both survivor and dropped"
             )
         self._check_known(survivors | dropped, "unmask request")
-        if tuple(sorted(survivors)) != self._survivors:
+        if msg.survivors != self._survivors:
             raise RemoteProtocolError(
                 "unmask request's survivors differ from the consistency check's"
             )

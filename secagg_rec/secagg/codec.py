@@ -9,8 +9,17 @@ Frame (all integers big-endian unless stated)::
     round   u32
     body    per type, below; nothing may follow it
 
-Bodies (``ids`` = u32 count then that many u32; ``blob`` = u16 length then bytes;
-``pairs`` = u32 count then that many ``(u32 id, blob)``)::
+Bodies (``blob`` = u16 length then bytes; ``pairs`` = u32 count then that many
+``(u32 id, blob)``; ``idset`` = a set of client ids in one of two forms, whichever is
+shorter (the list on a tie), so that survivor lists of thousands of clients cost
+about one bit per client::
+
+    idset form 0: u8 0 | u32 count | count x u32, strictly ascending
+    idset form 1: u8 1 | u32 base | u32 nbits | ceil(nbits/8) bytes; bit i (LSB first
+                  in each byte) set iff id base+i is in the set; bits 0 and nbits-1
+                  set, padding bits zero
+
+)::
 
     1 AdvertiseKeys        sender u32 | enc_public 32 | mask_public 32 | signature blob
     2 KeyBroadcast         receiver u32 | u32 count | count x (sender u32 | enc 32 |
@@ -19,9 +28,9 @@ Bodies (``ids`` = u32 count then that many u32; ``blob`` = u16 length then bytes
     4 ShareBroadcast       receiver u32 | boxes pairs (sender, box)
     5 MaskedInput          sender u32 | bits u8 | u32 count | count words, each W bytes
                            little-endian (W = 4 if bits <= 32 else 8), every word < 2**bits
-    6 ConsistencyRequest   receiver u32 | survivors ids
+    6 ConsistencyRequest   receiver u32 | survivors idset
     7 ConsistencyResponse  sender u32 | signature blob
-    8 UnmaskRequest        receiver u32 | survivors ids | dropped ids | signatures pairs
+    8 UnmaskRequest        receiver u32 | survivors idset | dropped idset | signatures pairs
     9 UnmaskResponse       sender u32 | seed_shares pairs | key_shares pairs
 
 :func:`decode` rejects, with :class:`~secagg_rec.errors.DecodeError` and nothing else:
@@ -75,8 +84,19 @@ def _blob(b: bytes) -> bytes:
     return _U16.pack(len(b)) + b
 
 
-def _ids(ids: tuple[int, ...]) -> bytes:
-    return _u32(len(ids)) + b"".join(_U32.pack(c) for c in ids)
+def _idset(ids: tuple[int, ...]) -> bytes:
+    """Encode an ascending tuple of distinct ids in the shorter idset form."""
+    if not ids:
+        return b"\x00" + _u32(0)
+    arr = np.asarray(ids, dtype=np.int64)
+    base, nbits = int(arr[0]), int(arr[-1] - arr[0]) + 1
+    list_size = 4 + 4 * len(ids)
+    bitmap_size = 8 + (nbits + 7) // 8
+    if bitmap_size < list_size:
+        bits = np.zeros(nbits, dtype=np.uint8)
+        bits[arr - base] = 1
+        return b"\x01" + _u32(base) + _u32(nbits) + np.packbits(bits, bitorder="little").tobytes()
+    return b"\x00" + _u32(len(ids)) + arr.astype(">u4").tobytes()
 
 
 def _pairs(pairs: tuple[tuple[int, bytes], ...]) -> bytes:
@@ -104,12 +124,15 @@ def encode(msg: Message) -> bytes:
         words = msg.vector.astype(msg.vector.dtype.newbyteorder("<"), copy=False)
         body = _u32(msg.sender) + bytes([msg.bits]) + _u32(words.size) + words.tobytes()
     elif isinstance(msg, ConsistencyRequest):
-        body = _u32(msg.receiver) + _ids(msg.survivors)
+        body = _u32(msg.receiver) + _idset(msg.survivors)
     elif isinstance(msg, ConsistencyResponse):
         body = _u32(msg.sender) + _blob(msg.signature)
     elif isinstance(msg, UnmaskRequest):
         body = (
-            _u32(msg.receiver) + _ids(msg.survivors) + _ids(msg.dropped) + _pairs(msg.signatures)
+            _u32(msg.receiver)
+            + _idset(msg.survivors)
+            + _idset(msg.dropped)
+            + _pairs(msg.signatures)
         )
     else:
         assert isinstance(msg, UnmaskResponse)
@@ -157,10 +180,33 @@ class _Reader:
     def blob(self) -> bytes:
         return self.take(self.u16())
 
-    def ids(self) -> tuple[int, ...]:
-        n = self.count(4)
-        raw = self.take(4 * n)
-        return tuple(int(v) for v in np.frombuffer(raw, dtype=">u4"))
+    def idset(self) -> tuple[int, ...]:
+        form = self.u8()
+        if form == 0:
+            n = self.count(4)
+            arr = np.frombuffer(self.take(4 * n), dtype=">u4").astype(np.int64)
+            if n > 1 and not np.all(arr[1:] > arr[:-1]):
+                raise DecodeError("id list is not strictly ascending")
+            ids = tuple(arr.tolist())
+            if n and 8 + (int(arr[-1] - arr[0]) + 1 + 7) // 8 < 4 + 4 * n:
+                raise DecodeError("id set not in its canonical (shorter) form")
+            return ids
+        if form != 1:
+            raise DecodeError(f"unknown id set form {form}")
+        base, nbits = self.u32(), self.u32()
+        nbytes = (nbits + 7) // 8
+        if nbits < 1 or base + nbits - 1 > 0xFFFFFFFF or nbits > 8 * MAX_IDS:
+            raise DecodeError(f"id bitmap of {nbits} bits at base {base} is out of range")
+        raw = np.frombuffer(self.take(nbytes), dtype=np.uint8)
+        bits = np.unpackbits(raw, bitorder="little")
+        if bits[nbits:].any() or not bits[0] or not bits[nbits - 1]:
+            raise DecodeError("id bitmap is not canonical (first/last bit or padding)")
+        offsets = np.flatnonzero(bits[:nbits])
+        if offsets.size > MAX_IDS:
+            raise DecodeError(f"id set of {offsets.size} entries exceeds the limit {MAX_IDS}")
+        if 8 + nbytes >= 4 + 4 * offsets.size:
+            raise DecodeError("id set not in its canonical (shorter) form")
+        return tuple((offsets + base).tolist())
 
     def pairs(self) -> tuple[tuple[int, bytes], ...]:
         n = self.count(6)
@@ -231,12 +277,16 @@ def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
             vec = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
             msg = MaskedInput(**common, sender=sender, bits=bits, vector=vec)
         elif cls is ConsistencyRequest:
-            msg = ConsistencyRequest(**common, receiver=r.u32(), survivors=r.ids())
+            msg = ConsistencyRequest(**common, receiver=r.u32(), survivors=r.idset())
         elif cls is ConsistencyResponse:
             msg = ConsistencyResponse(**common, sender=r.u32(), signature=r.blob())
         elif cls is UnmaskRequest:
             msg = UnmaskRequest(
-                **common, receiver=r.u32(), survivors=r.ids(), dropped=r.ids(), signatures=r.pairs()
+                **common,
+                receiver=r.u32(),
+                survivors=r.idset(),
+                dropped=r.idset(),
+                signatures=r.pairs(),
             )
         else:
             msg = UnmaskResponse(

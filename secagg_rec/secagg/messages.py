@@ -211,7 +211,9 @@ class MaskedInput(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class ConsistencyRequest(Message):
-    """The server tells ``receiver`` which clients' masked inputs arrived."""
+    """The server tells ``receiver`` which clients' masked inputs arrived.
+
+    ``survivors`` is a set: stored sorted ascending."""
 
     receiver: int
     survivors: tuple[int, ...]
@@ -220,8 +222,8 @@ class ConsistencyRequest(Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_u32("receiver", self.receiver)
-        object.__setattr__(self, "survivors", tuple(self.survivors))
         _check_ids("survivors", self.survivors)
+        object.__setattr__(self, "survivors", tuple(sorted(self.survivors)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,7 +244,8 @@ class ConsistencyResponse(Message):
 class UnmaskRequest(Message):
     """The server asks ``receiver`` for shares: self-mask seed shares of ``survivors``
     and mask-key shares of ``dropped``; ``signatures`` are the consistency signatures
-    of ``receiver``'s neighbours (authenticated mode)."""
+    of ``receiver``'s neighbours (authenticated mode). ``survivors`` and ``dropped``
+    are sets, stored sorted ascending."""
 
     receiver: int
     survivors: tuple[int, ...]
@@ -253,11 +256,11 @@ class UnmaskRequest(Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_u32("receiver", self.receiver)
-        object.__setattr__(self, "survivors", tuple(self.survivors))
-        object.__setattr__(self, "dropped", tuple(self.dropped))
         object.__setattr__(self, "signatures", tuple((int(c), s) for c, s in self.signatures))
         _check_ids("survivors", self.survivors)
         _check_ids("dropped", self.dropped)
+        object.__setattr__(self, "survivors", tuple(sorted(self.survivors)))
+        object.__setattr__(self, "dropped", tuple(sorted(self.dropped)))
         _check_ids("signatures", (c for c, _ in self.signatures))
         for _, sig in self.signatures:
             _check_bytes("signature", sig, (SIG_BYTES,))
