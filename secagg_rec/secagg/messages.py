@@ -24,6 +24,8 @@ Every message carries the session id and round; the byte layouts are in
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -72,6 +74,14 @@ def _check_ids(name: str, ids: Iterable[int]) -> None:
         seen: set[int] = set()
         dup = next(c for c in ids if c in seen or seen.add(c))  # type: ignore[func-returns-value]
         raise ValueError(f"{name} lists client {dup} twice")
+
+
+def _sorted_ids(ids: Iterable[int]) -> tuple[int, ...]:
+    """``ids`` as an ascending tuple; an already ascending tuple is returned as is, so
+    one survivor list can be shared by thousands of messages without copies."""
+    if isinstance(ids, tuple) and all(map(operator.lt, ids, itertools.islice(ids, 1, None))):
+        return ids
+    return tuple(sorted(ids))
 
 
 def _check_bytes(name: str, value: object, lengths: tuple[int, ...] | None = None) -> None:
@@ -223,7 +233,7 @@ class ConsistencyRequest(Message):
         super().__post_init__()
         _check_u32("receiver", self.receiver)
         _check_ids("survivors", self.survivors)
-        object.__setattr__(self, "survivors", tuple(sorted(self.survivors)))
+        object.__setattr__(self, "survivors", _sorted_ids(self.survivors))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -259,8 +269,8 @@ class UnmaskRequest(Message):
         object.__setattr__(self, "signatures", tuple((int(c), s) for c, s in self.signatures))
         _check_ids("survivors", self.survivors)
         _check_ids("dropped", self.dropped)
-        object.__setattr__(self, "survivors", tuple(sorted(self.survivors)))
-        object.__setattr__(self, "dropped", tuple(sorted(self.dropped)))
+        object.__setattr__(self, "survivors", _sorted_ids(self.survivors))
+        object.__setattr__(self, "dropped", _sorted_ids(self.dropped))
         _check_ids("signatures", (c for c, _ in self.signatures))
         for _, sig in self.signatures:
             _check_bytes("signature", sig, (SIG_BYTES,))
