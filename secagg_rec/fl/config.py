@@ -1,0 +1,194 @@
+"""Configuration of a federated training run (the options of ``secagg-rec train``).
+
+One frozen dataclass holds every option; :func:`load_config_file` reads the same
+options from a TOML file (keys are the long option names with ``-`` or ``_``), and the
+command line overrides the file. Unknown keys and bad values are refused with the file
+and key named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from secagg_rec.fl.local import LOCAL_OPTIMIZERS
+from secagg_rec.fl.server_opt import SERVER_OPTIMIZERS
+
+__all__ = ["FederatedConfig", "load_config_file", "parse_partition"]
+
+DATASETS = ("synthetic", "movielens")
+MODELS = ("mf", "gmf", "neumf", "logreg")
+
+
+def parse_partition(value: str) -> tuple[str, int]:
+    """``"device"`` -> ``("device", 0)``; ``"silo:10"`` -> ``("silo", 10)``.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if value == "device":
+        return "device", 0
+    if value.startswith("silo:"):
+        try:
+            n = int(value.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n >= 2:
+            return "silo", n
+    raise ValueError(f"partition must be 'device' or 'silo:N' with N >= 2, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederatedConfig:
+    """Every option of a run. Defaults are the tuned MovieLens/MF settings
+    (see ``docs/benchmarks.md``).
+
+    Attributes (units and ranges):
+        dataset: ``"synthetic"`` (built-in, no download) or ``"movielens"``.
+        data: dataset directory or ratings file (movielens); ``None`` for synthetic.
+        model: ``"mf"``, ``"gmf"``, ``"neumf"`` or ``"logreg"``.
+        factors: embedding size, >= 1.
+        rounds: federated rounds, >= 1 (the best round is chosen on validation).
+        clients_per_round: clients sampled per round, >= 2 (capped at the client count).
+        local_epochs, local_batch_size, local_lr, local_optimizer, local_weight_decay:
+            local training (see :class:`~secagg_rec.fl.local.LocalConfig`).
+        negatives: sampled negatives per positive, >= 0.
+        server_optimizer: ``fedavg``, ``fedavgm`` or ``fedadam``; server_lr > 0.
+        update_clip: per-coordinate bound applied to every update before upload
+            (both with and without secure aggregation), > 0.
+        secagg: aggregate through the secure-aggregation protocol.
+        bits: ring width of secure aggregation, 8..62.
+        neighbors: ``"auto"`` (SecAgg+) or ``"full"``.
+        dropout: share of each round's clients that vanish mid-round, in ``[0, 0.5]``.
+        dp: local DP-SGD through :func:`~secagg_rec.privacy.make_private`.
+        epsilon: per-client budget ε (> 0) for ``dp``; the noise is calibrated to it
+            unless ``noise_multiplier`` is given, and the ledger enforces it.
+        delta: δ in ``(0, 1)``.
+        noise_multiplier: σ >= 0 for ``dp`` (overrides calibration).
+        max_grad_norm: per-example clip C > 0 for ``dp``.
+        partition: ``"device"`` (each user a client) or ``"silo:N"``.
+        centralized: train the same model on pooled data instead (the reference).
+        eval_every: rounds between validation evaluations, >= 1.
+        patience: stop after this many evaluations without a better validation HR@10
+            (``0`` = never stop early).
+        seed: >= 0; fixes data, sampling, client selection, dropouts and DP noise.
+        out: output directory (result, plot, checkpoint, ledger); ``None`` = none.
+    """
+
+    dataset: str = "synthetic"
+    data: str | None = None
+    model: str = "mf"
+    factors: int = 32
+    rounds: int = 60
+    clients_per_round: int = 200
+    local_epochs: int = 2
+    local_batch_size: int = 32
+    local_lr: float = 0.01
+    local_optimizer: str = "adam"
+    local_weight_decay: float = 0.0
+    negatives: int = 4
+    server_optimizer: str = "fedavg"
+    server_lr: float = 1.0
+    update_clip: float = 1.0
+    secagg: bool = True
+    bits: int = 32
+    neighbors: str = "auto"
+    dropout: float = 0.0
+    dp: bool = False
+    epsilon: float | None = None
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    max_grad_norm: float = 1.0
+    partition: str = "device"
+    centralized: bool = False
+    eval_every: int = 5
+    patience: int = 0
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if self.dataset == "movielens" and not self.data:
+            raise ValueError("--dataset movielens needs --data DIR_OR_FILE (or a name to fetch)")
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        for name, low in (
+            ("factors", 1), ("rounds", 1), ("clients_per_round", 2), ("local_epochs", 1),
+            ("local_batch_size", 1), ("negatives", 0), ("eval_every", 1), ("patience", 0),
+            ("seed", 0),
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name.replace('_', '-')} must be an int >= {low}, got {v!r}")
+        for name in ("local_lr", "server_lr", "update_clip", "max_grad_norm"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {v!r}")
+        if self.local_optimizer not in LOCAL_OPTIMIZERS:
+            raise ValueError(f"local-optimizer must be one of {LOCAL_OPTIMIZERS}")
+        if self.server_optimizer not in SERVER_OPTIMIZERS:
+            raise ValueError(f"server-optimizer must be one of {SERVER_OPTIMIZERS}")
+        if not 0.0 <= self.dropout <= 0.5:
+            raise ValueError(f"dropout must be in [0, 0.5], got {self.dropout}")
+        if not 8 <= self.bits <= 62:
+            raise ValueError(f"bits must be in [8, 62], got {self.bits}")
+        if self.neighbors not in ("auto", "full"):
+            raise ValueError("neighbors must be 'auto' or 'full'")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        if self.epsilon is not None and not self.epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon}")
+        if self.noise_multiplier is not None and not self.noise_multiplier >= 0:
+            raise ValueError(f"noise-multiplier must be >= 0, got {self.noise_multiplier}")
+        if self.dp and self.epsilon is None and self.noise_multiplier is None:
+            raise ValueError("--dp needs --epsilon (a per-client budget) or --noise-multiplier")
+        parse_partition(self.partition)
+
+    def replace(self, **changes: Any) -> FederatedConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def training_key(self) -> dict[str, Any]:
+        """The options that determine the trained model (for resuming checks)."""
+        d = self.to_dict()
+        for k in ("out", "eval_every", "patience", "rounds"):
+            d.pop(k)
+        return d
+
+
+_FIELDS = {f.name for f in dataclasses.fields(FederatedConfig)}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read options from a TOML file; returns them as FederatedConfig field names.
+
+    Accepts a top-level table or a ``[train]`` table; keys may use ``-`` or ``_``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: invalid TOML (with line) or unknown keys (named).
+    """
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{p}: invalid TOML: {exc}") from exc
+    table = raw.get("train", raw)
+    if not isinstance(table, dict):
+        raise ValueError(f"{p}: [train] must be a table")
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ValueError(f"{p}: unknown option {key!r}; known: {sorted(_FIELDS)}")
+        out[name] = value
+    return out
