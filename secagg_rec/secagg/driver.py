@@ -21,13 +21,23 @@ unmask         UnmaskRequest                         UnmaskResponse
 Inputs may be given as a mapping or as a function ``client_id -> words``, called only
 when the client's masked input is due, so a simulation of many clients holds one input
 vector at a time; the server's running sum is the only other O(dim) state.
+
+The round loop (:func:`drive_round`) is separate from where the clients run: a
+:class:`ClientRunner` takes one stage's ``(client id, server bytes)`` pairs and yields
+the clients' replies **in the same order**. :class:`LocalClients` runs them in this
+process (what :func:`run_round` uses); ``secagg_rec.sim.pool.ProcessPoolClients`` runs
+them in worker processes. Either way the server sees the replies in the same
+deterministic order, so the result does not depend on scheduling. The server's
+messages are encoded lazily, one client at a time, so the driver never holds a whole
+stage's encoded messages at once.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,9 +47,19 @@ from secagg_rec.errors import SecAggError, ThresholdError
 from secagg_rec.secagg import codec
 from secagg_rec.secagg.client import ClientSession
 from secagg_rec.secagg.config import SecAggConfig
+from secagg_rec.secagg.messages import Message
 from secagg_rec.secagg.server import ServerSession
 
-__all__ = ["STAGES", "RoundResult", "StageStats", "run_round"]
+__all__ = [
+    "STAGES",
+    "ClientReply",
+    "ClientRunner",
+    "LocalClients",
+    "RoundResult",
+    "StageStats",
+    "drive_round",
+    "run_round",
+]
 
 STAGES: tuple[str, ...] = ("advertise", "share", "masked", "consistency", "unmask")
 
@@ -49,7 +69,12 @@ ProgressCallback = Callable[[str, int, int], None]
 
 @dataclass
 class StageStats:
-    """Measurements of one stage (seconds and bytes, summed over clients)."""
+    """Measurements of one stage (seconds and bytes, summed over clients).
+
+    ``server_seconds`` is all the server's work charged to the stage: taking the
+    replies (``server_receive_seconds`` of it), closing the stage and encoding the
+    messages the close produced (for the next stage's clients).
+    """
 
     name: str
     clients: int = 0  # clients that sent this stage's message
@@ -58,6 +83,7 @@ class StageStats:
     server_seconds: float = 0.0
     bytes_up: int = 0
     bytes_down: int = 0
+    server_receive_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float | int | str]:
         return dict(self.__dict__)
@@ -77,6 +103,9 @@ class RoundResult:
         bytes_up / bytes_down: payload bytes per client id.
         client_errors: client id -> why that client gave up (e.g. too few peers).
         rejected: messages the server refused, ``(client id, reason)``.
+        client_stages: stage name -> client id -> ``(seconds, bytes_down, bytes_up)``
+            for every client that answered that stage (what a network cost model
+            needs; see :mod:`secagg_rec.sim.cost_model`).
     """
 
     ok: bool
@@ -91,6 +120,103 @@ class RoundResult:
     bytes_down: dict[int, int]
     client_errors: dict[int, str] = field(default_factory=dict)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    client_stages: dict[str, dict[int, tuple[float, int, int]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClientReply:
+    """One client's answer to one stage.
+
+    Attributes:
+        client_id: who answered.
+        up: the encoded reply, or ``None`` if the client gave up (``error`` says why).
+        seconds: compute seconds the client spent on this stage (``perf_counter``),
+            including decoding the server's message and encoding the reply.
+        error: ``"ErrorType: message"`` when the client raised a ``SecAggError``.
+    """
+
+    client_id: int
+    up: bytes | None
+    seconds: float
+    error: str | None = None
+
+
+class ClientRunner(Protocol):
+    """Where the clients of one round live and compute.
+
+    ``run_stage(stage, items)`` receives, lazily, ``(client id, server bytes)`` for the
+    clients still active in ``stage`` (``b""`` for the advertise stage) and must yield
+    one :class:`ClientReply` per item, **in the order of the items**. A client that
+    raises a ``SecAggError`` is reported with ``up=None``; any other exception
+    propagates out of the round.
+    """
+
+    def run_stage(
+        self, stage: str, items: Iterable[tuple[int, bytes]]
+    ) -> Iterator[ClientReply]:  # pragma: no cover - protocol
+        ...
+
+
+def client_step(
+    client: ClientSession, stage: str, down: bytes, get_input: Callable[[int], np.ndarray]
+) -> ClientReply:
+    """Run one client's work for one stage and time it (shared by every runner).
+
+    Producing the input (``get_input``) is the caller's work, not the protocol's, and is
+    not timed. Raises whatever ``get_input`` or ``set_input`` raise (e.g. ValueError).
+    """
+    cid = client.client_id
+    words = get_input(cid) if stage == "masked" else None
+    t0 = time.perf_counter()
+    try:
+        if stage == "advertise":
+            up = codec.encode(client.start())
+        else:
+            if words is not None:
+                client.set_input(words)
+            up = client.receive_bytes(down)
+    except SecAggError as exc:
+        return ClientReply(cid, None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+    return ClientReply(cid, up, time.perf_counter() - t0)
+
+
+class LocalClients:
+    """Every client of a round as a :class:`ClientSession` in this process.
+
+    Args:
+        config: the round configuration.
+        inputs: client id -> words, as a mapping or a function called once per client
+            when its masked input is due.
+        rng_factory: client id -> random source (default: OS CSPRNG for everyone).
+        signing_keys: client id -> Ed25519 key (authenticated mode).
+        client_ids: the clients to hold (default: all of ``config.client_ids``).
+    """
+
+    def __init__(
+        self,
+        config: SecAggConfig,
+        inputs: InputSource,
+        *,
+        rng_factory: Callable[[int], RandomSource] | None = None,
+        signing_keys: Mapping[int, SigningKey] | None = None,
+        client_ids: Iterable[int] | None = None,
+    ) -> None:
+        self._get_input = inputs if callable(inputs) else inputs.__getitem__
+        ids = config.client_ids if client_ids is None else tuple(client_ids)
+        self.clients = {
+            cid: ClientSession(
+                config,
+                cid,
+                rng=rng_factory(cid) if rng_factory else None,
+                signing_key=signing_keys[cid] if signing_keys else None,
+            )
+            for cid in ids
+        }
+
+    def run_stage(self, stage: str, items: Iterable[tuple[int, bytes]]) -> Iterator[ClientReply]:
+        """Process ``items`` one at a time, lazily (see :class:`ClientRunner`)."""
+        for cid, down in items:
+            yield client_step(self.clients[cid], stage, down, self._get_input)
 
 
 def _validate_dropouts(config: SecAggConfig, dropouts: Mapping[int, str]) -> None:
@@ -99,6 +225,13 @@ def _validate_dropouts(config: SecAggConfig, dropouts: Mapping[int, str]) -> Non
             raise ValueError(f"dropout schedule names client {cid}, not in the round")
         if stage not in STAGES:
             raise ValueError(f"unknown dropout stage {stage!r}; expected one of {STAGES}")
+
+
+def _validate_keys(config: SecAggConfig, signing_keys: Mapping[int, SigningKey] | None) -> None:
+    if config.authenticated and (
+        signing_keys is None or any(c not in signing_keys for c in config.client_ids)
+    ):
+        raise ValueError("authenticated mode needs a signing key for every client")
 
 
 def run_round(
@@ -130,11 +263,31 @@ def run_round(
     """
     dropouts = dict(dropouts or {})
     _validate_dropouts(config, dropouts)
-    if config.authenticated and (
-        signing_keys is None or any(c not in signing_keys for c in config.client_ids)
-    ):
-        raise ValueError("authenticated mode needs a signing key for every client")
-    get_input = inputs if callable(inputs) else inputs.__getitem__
+    _validate_keys(config, signing_keys)
+    runner = LocalClients(config, inputs, rng_factory=rng_factory, signing_keys=signing_keys)
+    return drive_round(config, runner, dropouts=dropouts, on_progress=on_progress)
+
+
+def drive_round(
+    config: SecAggConfig,
+    runner: ClientRunner,
+    *,
+    dropouts: Mapping[int, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> RoundResult:
+    """Run one round with the server here and the clients in ``runner``.
+
+    The server takes the replies in the order of its own outgoing messages (client-id
+    order, except the advertise stage, which follows ``config.client_ids``), whatever
+    the runner's scheduling, so two runners given the same clients produce the same
+    result. ``on_progress(stage, done, total)`` is called once per outgoing message,
+    ``done`` counting up to ``total``.
+
+    Raises:
+        ValueError: a bad dropout schedule (before any work).
+    """
+    dropouts = dict(dropouts or {})
+    _validate_dropouts(config, dropouts)
     stage_index = {name: i for i, name in enumerate(STAGES)}
 
     def active(cid: int, stage: str) -> bool:
@@ -142,49 +295,73 @@ def run_round(
         return drop is None or stage_index[drop] > stage_index[stage]
 
     server = ServerSession(config)
-    clients: dict[int, ClientSession] = {}
     client_seconds = dict.fromkeys(config.client_ids, 0.0)
     bytes_up = dict.fromkeys(config.client_ids, 0)
     bytes_down = dict.fromkeys(config.client_ids, 0)
     client_errors: dict[int, str] = {}
+    client_stages: dict[str, dict[int, tuple[float, int, int]]] = {s: {} for s in STAGES}
     stats = [StageStats(name) for name in STAGES]
     server_seconds = 0.0
     error: str | None = None
 
-    def deliver(stage: str, outgoing: dict[int, bytes]) -> None:
-        """Feed server->client bytes to clients; forward replies to the server."""
+    def add_server_time(index: int, dt: float) -> None:
         nonlocal server_seconds
+        server_seconds += dt
+        stats[index].server_seconds += dt
+
+    def deliver(stage: str, outgoing: Mapping[int, Message | None], sent_by: int) -> None:
+        """Feed server messages to clients; forward replies to the server in order.
+
+        ``sent_by`` is the index of the stage whose close produced ``outgoing``: the
+        time to encode those messages is that stage's server time.
+        """
         st = stats[stage_index[stage]]
-        total = len(outgoing)
-        for done, (cid, down) in enumerate(outgoing.items(), 1):
-            if on_progress is not None:
-                on_progress(stage, done, total)
-            if not active(cid, stage):
+        order = list(outgoing)
+        total = len(order)
+        position = {cid: i for i, cid in enumerate(order)}
+        down_len: dict[int, int] = {}
+        reported = 0
+
+        def report_until(pos: int) -> None:
+            nonlocal reported
+            if on_progress is None:
+                reported = max(reported, pos)
+                return
+            while reported < pos:
+                reported += 1
+                on_progress(stage, reported, total)
+
+        def items() -> Iterator[tuple[int, bytes]]:
+            for cid in order:
+                msg = outgoing[cid]
+                if msg is None:
+                    down = b""
+                else:  # the server encodes it whether or not the client is still there
+                    t0 = time.perf_counter()
+                    down = codec.encode(msg)
+                    add_server_time(sent_by, time.perf_counter() - t0)
+                if not active(cid, stage):
+                    continue
+                down_len[cid] = len(down)
+                yield cid, down
+
+        for reply in runner.run_stage(stage, items()):
+            cid = reply.client_id
+            report_until(position[cid] + 1)
+            client_seconds[cid] += reply.seconds
+            st.client_seconds += reply.seconds
+            st.client_seconds_max = max(st.client_seconds_max, reply.seconds)
+            down = down_len.pop(cid)
+            if reply.up is None:
+                client_errors[cid] = reply.error or "client gave up"
                 continue
-            client = clients[cid]
-            if stage == "masked":  # producing the input is the caller's work, not timed
-                words = get_input(cid)
-            t0 = time.perf_counter()
-            try:
-                if stage == "advertise":
-                    up = codec.encode(client.start())
-                else:
-                    if stage == "masked":
-                        client.set_input(words)
-                    up = client.receive_bytes(down)
-            except SecAggError as exc:
-                client_errors[cid] = f"{type(exc).__name__}: {exc}"
-                continue
-            finally:
-                dt = time.perf_counter() - t0
-                client_seconds[cid] += dt
-                st.client_seconds += dt
-                st.client_seconds_max = max(st.client_seconds_max, dt)
-            bytes_down[cid] += len(down)
+            up = reply.up
+            bytes_down[cid] += down
             bytes_up[cid] += len(up)
-            st.bytes_down += len(down)
+            st.bytes_down += down
             st.bytes_up += len(up)
             st.clients += 1
+            client_stages[stage][cid] = (reply.seconds, down, len(up))
             t0 = time.perf_counter()
             try:
                 server.receive_bytes(up)
@@ -192,32 +369,24 @@ def run_round(
                 pass  # recorded in server.rejected
             finally:
                 dt = time.perf_counter() - t0
-                server_seconds += dt
-                st.server_seconds += dt
+                add_server_time(stage_index[stage], dt)
+                st.server_receive_seconds += dt
+        report_until(total)
 
-    def close(stage: str) -> dict[int, bytes]:
-        nonlocal server_seconds
+    def close(stage: str) -> dict[int, Message]:
         t0 = time.perf_counter()
         try:
-            out = {cid: codec.encode(msg) for cid, msg in server.close_stage().items()}
+            return server.close_stage()
         finally:
-            dt = time.perf_counter() - t0
-            server_seconds += dt
-            stats[stage_index[stage]].server_seconds += dt
-        return out
+            add_server_time(stage_index[stage], time.perf_counter() - t0)
 
-    for cid in config.client_ids:
-        clients[cid] = ClientSession(
-            config,
-            cid,
-            rng=rng_factory(cid) if rng_factory else None,
-            signing_key=signing_keys[cid] if signing_keys else None,
-        )
     try:
-        outgoing: dict[int, bytes] = dict.fromkeys(config.client_ids, b"")
+        outgoing: Mapping[int, Message | None] = dict.fromkeys(config.client_ids)
+        sent_by = 0
         for stage in STAGES:
-            deliver(stage, outgoing)
+            deliver(stage, outgoing, sent_by)
             outgoing = close(stage)
+            sent_by = stage_index[stage]
     except ThresholdError as exc:
         error = str(exc)
     ok = error is None and server.result is not None
@@ -234,4 +403,5 @@ def run_round(
         bytes_down=bytes_down,
         client_errors=client_errors,
         rejected=list(server.rejected),
+        client_stages=client_stages,
     )

@@ -2,13 +2,16 @@
 
 Used by ``secagg-rec simulate`` and by sweeps. Every client's input is drawn from its
 own generator seeded by ``(seed, client id)``, so it can be regenerated instead of
-kept: memory stays O(dim) however many clients there are.
+kept: memory stays O(dim) however many clients there are, and worker processes
+(``workers > 1``, :mod:`secagg_rec.sim.pool`) regenerate their own clients' inputs.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +24,14 @@ from secagg_rec.encoding import Quantizer, required_bits
 from secagg_rec.secagg.config import SecAggConfig
 from secagg_rec.secagg.driver import STAGES, RoundResult, run_round
 
-__all__ = ["SimulationSpec", "default_threshold", "resolve_neighbors", "simulate_round"]
+__all__ = [
+    "SimulationRun",
+    "SimulationSpec",
+    "default_threshold",
+    "resolve_neighbors",
+    "run_simulation",
+    "simulate_round",
+]
 
 INPUT_CLIP = 1.0  # inputs are uniform on [-1, 1]
 DEFAULT_LEVELS = 1 << 16  # quantization units per client per 1.0 at the default ring
@@ -100,21 +110,73 @@ def _client_input(seed: int, cid: int, dim: int) -> np.ndarray:
     return np.random.default_rng([seed, cid]).uniform(-INPUT_CLIP, INPUT_CLIP, dim)
 
 
+@dataclass(frozen=True)
+class EncodedInputs:
+    """Picklable ``client id -> words``: client ``cid``'s input, regenerated from
+    ``(seed, cid)`` and quantized with its own rounding generator."""
+
+    seed: int
+    dim: int
+    quant: Quantizer
+
+    def __call__(self, cid: int) -> np.ndarray:
+        x = _client_input(self.seed, cid, self.dim)
+        return self.quant.encode(x, np.random.default_rng([self.seed, cid, 1]))
+
+
+@dataclass
+class SimulationRun:
+    """A simulated round: the JSON-ready ``summary``, and the raw ``result`` and
+    ``config`` (per-client, per-stage numbers for :mod:`secagg_rec.sim.cost_model`)."""
+
+    summary: dict[str, Any]
+    result: RoundResult
+    config: SecAggConfig
+
+
+def _peak_rss_mb(who: int) -> float:
+    """Peak resident set size in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(who).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
 def simulate_round(
     spec: SimulationSpec,
     *,
     on_progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run one round and return its measurements as a JSON-ready dict.
 
     The dict has ``ok``, ``clients``, ``survivors``, ``neighbors``, ``threshold``,
     ``bits``, ``max_abs_error`` (decoded aggregate vs the float sum of the survivors'
-    inputs), ``error_bound``, client/server seconds, bytes per client and ``stages``.
-    A round that aborts has ``ok: false`` and ``reason``.
+    inputs), ``error_bound``, client/server seconds, bytes per client, ``stages``,
+    ``workers`` and peak memory (``peak_rss_mb`` of this process,
+    ``peak_rss_workers_mb`` of the largest worker process, MiB). A round that aborts
+    has ``ok: false`` and ``reason``.
+
+    Args:
+        spec: what to simulate.
+        on_progress: ``(stage, done, total)`` callback.
+        workers: client worker processes (1: everything in this process); the result
+            does not depend on it.
 
     Raises:
-        ValueError: inconsistent parameters (e.g. threshold above ``k + 1``).
+        ValueError: inconsistent parameters (e.g. threshold above ``k + 1``), or
+            ``workers < 1``.
     """
+    return run_simulation(spec, on_progress=on_progress, workers=workers).summary
+
+
+def run_simulation(
+    spec: SimulationSpec,
+    *,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 1,
+) -> SimulationRun:
+    """Like :func:`simulate_round`, but also return the raw :class:`RoundResult`."""
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"--workers must be an int >= 1, got {workers!r}")
     n = spec.clients
     neighbors, threshold, how = resolve_neighbors(spec)
     ids = tuple(range(1, n + 1))
@@ -143,19 +205,28 @@ def simulate_round(
     drop_rng = np.random.default_rng([spec.seed, 0xD209])
     dropped = drop_rng.choice(np.array(ids), size=n_drop, replace=False) if n_drop else []
     dropouts = {int(c): spec.drop_stage for c in dropped}
-
-    def encoded(cid: int) -> np.ndarray:
-        x = _client_input(spec.seed, cid, spec.dim)
-        return quant.encode(x, np.random.default_rng([spec.seed, cid, 1]))
+    encoded = EncodedInputs(spec.seed, spec.dim, quant)
 
     t0 = time.perf_counter()
-    result: RoundResult = run_round(
-        config,
-        encoded,
-        dropouts=dropouts,
-        signing_keys=keys or None,
-        on_progress=on_progress,
-    )
+    if workers == 1:
+        result: RoundResult = run_round(
+            config,
+            encoded,
+            dropouts=dropouts,
+            signing_keys=keys or None,
+            on_progress=on_progress,
+        )
+    else:
+        from secagg_rec.sim.pool import run_round_pool
+
+        result = run_round_pool(
+            config,
+            encoded,
+            workers=workers,
+            dropouts=dropouts,
+            signing_keys=keys or None,
+            on_progress=on_progress,
+        )
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {
         "ok": result.ok,
@@ -172,6 +243,7 @@ def simulate_round(
         "dropped": n_drop,
         "survivors": len(result.survivors),
         "seed": spec.seed,
+        "workers": workers,
     }
     if result.ok:
         assert result.aggregate is not None
@@ -196,9 +268,11 @@ def simulate_round(
             "bytes_up_per_client": float(np.mean([result.bytes_up[c] for c in ids])),
             "bytes_down_per_client": float(np.mean([result.bytes_down[c] for c in ids])),
             "client_errors": len(result.client_errors),
+            "peak_rss_mb": _peak_rss_mb(resource.RUSAGE_SELF),
+            "peak_rss_workers_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN) if workers > 1 else None,
             "stages": [s.as_dict() for s in result.stages],
         }
     )
     if not math.isfinite(out["client_seconds_mean"]):
         out["client_seconds_mean"] = 0.0
-    return out
+    return SimulationRun(summary=out, result=result, config=config)
