@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "secagg_rec.commands.simulate",
     "secagg_rec.commands.bench",
     "secagg_rec.commands.data",
+    "secagg_rec.commands.train",
 )
 
 
