@@ -64,6 +64,7 @@ class FakeGrid(Grid):
         self.tamper: Callable[[int, Message], Message] | None = None
         self.replies: dict[str, Message] = {}
         self.delivered: list[tuple[int, str]] = []  # (node, stage) handled
+        self.requests: dict[tuple[int, str], Message] = {}  # as the node received them
 
     # Grid API ------------------------------------------------------------------------
     def set_run(self, run) -> None:  # pragma: no cover - unused
@@ -93,6 +94,7 @@ class FakeGrid(Grid):
                 self.gone.add(node)
                 continue
             received = roundtrip(message)
+            self.requests[(node, stage)] = received
             reply = self.app(received, self.contexts[node])
             self.delivered.append((node, stage))
             reply.metadata.__dict__["_message_id"] = f"r{next(_ids)}"
