@@ -618,7 +618,7 @@ class PrivacyLedger:
                 "UPDATE events SET steps = ?, status = 'committed', committed_at = ? WHERE id = ?",
                 (actual, self._clock(), reservation.entry_id),
             )
-        return self._entry(reservation.entry_id)
+        return self.entry(reservation.entry_id)
 
     def cancel(self, reservation: Reservation) -> None:
         """Drop a reservation whose run took no step at all.
@@ -649,7 +649,12 @@ class PrivacyLedger:
                 f"{self.path}: reservation {reservation.entry_id} is already {row[1]}"
             )
 
-    def _entry(self, entry_id: int) -> LedgerEntry:
+    def entry(self, entry_id: int) -> LedgerEntry:
+        """The entry with row id ``entry_id`` (any status).
+
+        Raises:
+            LedgerError: no such entry.
+        """
         with self._errors("read"):
             row = self._db.execute(
                 "SELECT id, client_id, round_id, noise_multiplier, sample_rate, planned_steps, "
@@ -694,4 +699,4 @@ class PrivacyLedger:
                 ),
             )
             entry_id = int(cur.lastrowid or 0)
-        return self._entry(entry_id)
+        return self.entry(entry_id)
