@@ -9,7 +9,10 @@ import argparse
 import importlib
 from typing import Any
 
-BENCH_MODULES: tuple[str, ...] = ("secagg_rec.commands.bench_masking",)
+BENCH_MODULES: tuple[str, ...] = (
+    "secagg_rec.commands.bench_masking",
+    "secagg_rec.commands.bench_flower",
+)
 
 
 def register(subparsers: Any) -> None:

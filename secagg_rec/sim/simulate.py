@@ -25,8 +25,11 @@ from secagg_rec.secagg.config import SecAggConfig
 from secagg_rec.secagg.driver import STAGES, RoundResult, run_round
 
 __all__ = [
+    "EncodedInputs",
     "SimulationRun",
     "SimulationSpec",
+    "choose_dropouts",
+    "client_input",
     "default_threshold",
     "resolve_neighbors",
     "run_simulation",
@@ -104,6 +107,23 @@ def resolve_neighbors(spec: SimulationSpec) -> tuple[int | str, int, str]:
     if spec.threshold is not None:
         t = spec.threshold
     return ("full" if k == n - 1 else k), t, how
+
+
+def choose_dropouts(spec: SimulationSpec) -> tuple[int, ...]:
+    """The clients (ids ``1..n``) that drop: ``round(dropout * n)`` of them, drawn from
+    ``(seed, 0xD209)``, in the order drawn."""
+    n = spec.clients
+    n_drop = round(spec.dropout * n)
+    if not n_drop:
+        return ()
+    rng = np.random.default_rng([spec.seed, 0xD209])
+    return tuple(int(c) for c in rng.choice(np.arange(1, n + 1), size=n_drop, replace=False))
+
+
+def client_input(seed: int, cid: int, dim: int) -> np.ndarray:
+    """Client ``cid``'s float input: ``dim`` values uniform on ``[-1, 1]`` from
+    ``(seed, cid)`` (the same in every process and every library compared)."""
+    return _client_input(seed, cid, dim)
 
 
 def _client_input(seed: int, cid: int, dim: int) -> np.ndarray:
@@ -201,10 +221,9 @@ def run_simulation(
         authenticated=spec.authenticated,
         verify_keys={c: k.public for c, k in keys.items()},
     )
-    n_drop = round(spec.dropout * n)
-    drop_rng = np.random.default_rng([spec.seed, 0xD209])
-    dropped = drop_rng.choice(np.array(ids), size=n_drop, replace=False) if n_drop else []
-    dropouts = {int(c): spec.drop_stage for c in dropped}
+    dropped = choose_dropouts(spec)
+    n_drop = len(dropped)
+    dropouts = dict.fromkeys(dropped, spec.drop_stage)
     encoded = EncodedInputs(spec.seed, spec.dim, quant)
 
     t0 = time.perf_counter()
