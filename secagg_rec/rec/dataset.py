@@ -151,6 +151,17 @@ class InteractionDataset:
         their latest timestamp (415 of 943 on MovieLens 100K), the case the
         leave-one-out tie rule in :mod:`secagg_rec.rec.splits` decides.
         """
+        if self.n_interactions == 0:
+            return {
+                "name": self.name,
+                "users": self.n_users,
+                "items": self.n_items,
+                "interactions": 0,
+                "density": 0.0,
+                "min_interactions_per_user": 0,
+                "max_interactions_per_user": 0,
+                "users_with_tied_latest": 0,
+            }
         order = np.lexsort((self.timestamps, self.users))
         u, t = self.users[order], self.timestamps[order]
         last = np.r_[u[1:] != u[:-1], True]

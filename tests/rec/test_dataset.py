@@ -19,6 +19,11 @@ def test_raw_ids_map_to_dense_indices_in_id_order():
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (2, 2, 3)
 
 
+def test_summary_of_an_empty_dataset():
+    empty = InteractionDataset([], [], [], [], user_ids=[1], item_ids=[1])
+    assert empty.summary()["interactions"] == 0
+
+
 def test_summary_counts_users_with_tied_latest_timestamps():
     # user 1: latest timestamp 9 held twice; user 2: one latest
     ds = InteractionDataset.from_raw_ids([1, 1, 1, 2, 2], [1, 2, 3, 1, 2], [5, 9, 9, 1, 2], [1] * 5)
