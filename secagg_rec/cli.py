@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "secagg_rec.commands.bench",
     "secagg_rec.commands.data",
     "secagg_rec.commands.train",
+    "secagg_rec.commands.privacy",
+    "secagg_rec.commands.audit",
 )
 
 

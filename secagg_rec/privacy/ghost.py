@@ -400,6 +400,7 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         scale: float = 1.0,
         noise_std: float = 0.0,
         generator: torch.Generator | None = None,
+        empty_batch: bool = False,
     ) -> torch.Tensor:
         """Set each trainable parameter's ``.grad`` to ``scale · Σ_i c_i ∇ℓ_i + noise``.
 
@@ -410,12 +411,18 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
                 none. The noise tensor is drawn first and the clipped sum is added into
                 it, which saves a pass over the parameters.
             generator: source of the noise.
+            empty_batch: the batch is known to be empty, so no backward pass is
+                needed: the gradient is the noise alone.
 
         Returns:
             The clip factors ``c`` (``[B]``). Parameters the forward pass did not use
             get noise only.
+
+        Raises:
+            LocalProtocolError: no backward pass (and not ``empty_batch``).
         """
-        norms = self.per_example_norms()
+        noise_only = empty_batch and not self._has_pass
+        norms = torch.zeros(0) if noise_only else self.per_example_norms()
         coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         self.per_sample_gradient_norms = norms
         out: ParamTensors = {}
@@ -461,11 +468,17 @@ class SessionState:
         closed: set by ``close()``; every later step raises.
     """
 
-    def __init__(self, *, max_steps: int | None) -> None:
+    def __init__(self, *, max_steps: int | None, sampler: Any = None) -> None:
         self.steps_taken = 0
         self.max_steps = max_steps
         self.committed = False
         self.closed = False
+        self.sampler = sampler
+
+    def holding_empty_batch(self) -> bool:
+        """The loop holds an empty Poisson batch (known only with ``num_workers=0``),
+        so a step without a backward pass is a legitimate noise-only step."""
+        return self.sampler is not None and self.sampler.last_size == 0
 
     def before_step(self) -> None:
         """Raise if this step must not happen; called before anything is computed."""
@@ -500,10 +513,18 @@ class PrivateOptimizer(DPOptimizer):
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
         self._session.before_step()
         if not any(getattr(p, "grad_sample", None) is not None for p in self.params):
-            raise LocalProtocolError(
-                "optimizer.step() without per-example gradients: run the forward pass "
-                "and loss.backward() first"
-            )
+            if not self._session.holding_empty_batch():
+                raise LocalProtocolError(
+                    "optimizer.step() without per-example gradients: run the forward "
+                    "pass and loss.backward() first"
+                )
+            # An empty Poisson batch: the released gradient is the noise alone.
+            divisor = float(self.expected_batch_size) if self.loss_reduction == "mean" else 1.0
+            std = float(self.noise_multiplier) * float(self.max_grad_norm) / divisor
+            for p in self.params:
+                p.grad = torch.empty_like(p).normal_(0.0, std, generator=self.generator)
+            self._session.after_step()
+            return True
         ok = bool(super().pre_step(closure))
         if ok:
             self._session.after_step()
@@ -545,6 +566,7 @@ class GhostPrivateOptimizer(DPOptimizerFastGradientClipping):
             scale=1.0 / divisor,
             noise_std=float(self.noise_multiplier) * float(self.max_grad_norm) / divisor,
             generator=self.generator,
+            empty_batch=self._session.holding_empty_batch(),
         )
         if self.step_hook:
             self.step_hook(self)

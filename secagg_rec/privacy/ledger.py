@@ -363,7 +363,7 @@ class PrivacyLedger:
 
         Args:
             client_id: non-empty string.
-            epsilon: ε budget, finite and ``>= 0``.
+            epsilon: ε budget ``>= 0``; ``math.inf`` records spend without a limit.
             delta: δ in ``(0, 1)``.
             accountant: accountant name used for this client's checks (default
                 ``"pld"``).
@@ -378,8 +378,8 @@ class PrivacyLedger:
         client_id = _check_client_id(client_id)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
             raise TypeError(f"epsilon must be a number, got {type(epsilon).__name__}")
-        if not (math.isfinite(epsilon) and epsilon >= 0):
-            raise ValueError(f"epsilon must be finite and >= 0, got {epsilon}")
+        if math.isnan(epsilon) or epsilon < 0:
+            raise ValueError(f"epsilon must be >= 0 (math.inf: no limit), got {epsilon}")
         delta = _check_delta(delta)
         name = get_accountant(accountant).name  # validates the name
         if not isinstance(accountant, str):
@@ -525,7 +525,9 @@ class PrivacyLedger:
         if not isinstance(event, DPSGDEvent):
             raise TypeError(f"event must be a DPSGDEvent, got {type(event).__name__}")
         budget = self.get_budget(client_id)
-        return self._check_fits(client_id, budget, self.spent_events(client_id), event)
+        spent = self.spent_events(client_id)
+        self._check_fits(client_id, budget, spent, event)
+        return get_accountant(budget.accountant).epsilon((*spent, event), budget.delta)
 
     def _check_fits(
         self,
@@ -533,11 +535,11 @@ class PrivacyLedger:
         budget: Budget,
         spent: tuple[DPSGDEvent, ...],
         event: DPSGDEvent,
-    ) -> float:
+    ) -> None:
         acc = get_accountant(budget.accountant)
         planned = (*spent, event)
         if acc.within_budget(planned, budget.delta, budget.epsilon):
-            return acc.epsilon(planned, budget.delta)
+            return
         after = acc.epsilon(planned, budget.delta)
         before = acc.epsilon(spent, budget.delta)
         raise BudgetExceededError(

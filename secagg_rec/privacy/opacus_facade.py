@@ -127,6 +127,7 @@ class PrivateTraining:
         module: the user's module itself (hooks attached, not wrapped).
         optimizer: Opacus DP optimizer wrapping the user's optimizer.
         data_loader: Poisson-sampled loader over the user's dataset.
+        criterion: the ``criterion`` argument, unchanged (``None`` if not given).
         noise_multiplier: σ (noise std = σ · max_grad_norm on the gradient sum).
         max_grad_norm: C, the per-example clip bound (L2 over all parameters).
         sample_rate: q.
@@ -143,6 +144,7 @@ class PrivateTraining:
         self.module = fields["module"]
         self.optimizer = fields["optimizer"]
         self.data_loader = fields["data_loader"]
+        self.criterion = fields["criterion"]
         self.noise_multiplier: float = fields["noise_multiplier"]
         self.max_grad_norm: float = fields["max_grad_norm"]
         self.sample_rate: float = fields["sample_rate"]
@@ -298,6 +300,7 @@ def make_private(
     epochs: float | None = None,
     steps: int | None = None,
     loss_reduction: str = "mean",
+    criterion: Any = None,
     accountant: str = DEFAULT_ACCOUNTANT,
     ledger: PrivacyLedger | None = None,
     client_id: str | None = None,
@@ -328,6 +331,9 @@ def make_private(
         loss_reduction: ``"mean"`` (default) or ``"sum"``: how the loop's loss reduces
             the per-example losses over the batch (``nn.MSELoss()`` etc. default to
             mean). With ``"mean"`` the noisy sum is divided by the expected batch size.
+        criterion: optional; not needed (ghost clipping here takes one ordinary
+            backward pass) and returned unchanged as ``private.criterion``, so code
+            written for Opacus's criterion-wrapping ``make_private`` keeps working.
         accountant: ``"pld"`` (default), ``"prv"`` or ``"rdp"``.
         ledger: a :class:`~secagg_rec.privacy.PrivacyLedger`; the planned run is
             reserved before anything else (needs ``client_id`` and planned steps).
@@ -504,7 +510,16 @@ def make_private(
 
     hooks: Any = None
     try:
-        state = ghost.SessionState(max_steps=planned)
+        loader = poisson_data_loader(
+            data_loader,
+            sample_rate=q,
+            steps_per_epoch=steps_per_epoch,
+            generator=_seeded_generator(seed, 0),
+        )
+        state = ghost.SessionState(
+            max_steps=planned,
+            sampler=loader.batch_sampler if loader.num_workers == 0 else None,
+        )
         if mode == "ghost":
             hooks = ghost.GhostClippingHooks(module, loss_reduction=reduction, max_grad_norm=clip)
             dp_optimizer: Any = ghost.GhostPrivateOptimizer(
@@ -531,12 +546,6 @@ def make_private(
                 loss_reduction=reduction,
                 generator=_seeded_generator(seed, 1),
             )
-        loader = poisson_data_loader(
-            data_loader,
-            sample_rate=q,
-            steps_per_epoch=steps_per_epoch,
-            generator=_seeded_generator(seed, 0),
-        )
     except BaseException:
         if hooks is not None:
             hooks.cleanup()
@@ -548,6 +557,7 @@ def make_private(
         module=module,
         optimizer=dp_optimizer,
         data_loader=loader,
+        criterion=criterion,
         noise_multiplier=sigma,
         max_grad_norm=clip,
         sample_rate=q,

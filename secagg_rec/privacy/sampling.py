@@ -32,7 +32,9 @@ class PoissonBatchSampler(Sampler[list[int]]):
         steps: batches per pass (one epoch), ``>= 1``.
         generator: the ``torch.Generator`` to draw from (default: torch's global one).
 
-    Batches are sorted lists of distinct indices and may be empty.
+    Batches are sorted lists of distinct indices and may be empty. ``last_size`` is
+    the size of the batch yielded last (``None`` before the first); with
+    ``num_workers=0`` that is the batch the training loop is holding.
 
     Raises:
         TypeError, ValueError: bad arguments.
@@ -60,6 +62,7 @@ class PoissonBatchSampler(Sampler[list[int]]):
         self.generator = generator
         mean = num_samples * self.sample_rate
         self._chunk = int(mean + 6.0 * math.sqrt(mean) + 16)
+        self.last_size: int | None = None
 
     def __len__(self) -> int:
         return self.steps
@@ -85,7 +88,9 @@ class PoissonBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         for _ in range(self.steps):
-            yield self.sample()
+            batch = self.sample()
+            self.last_size = len(batch)
+            yield batch
 
 
 def _empty_batch_template(dataset: Any) -> tuple[list[tuple[int, ...]], list[Any]] | None:
