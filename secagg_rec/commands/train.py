@@ -32,6 +32,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rounds", type=int, default=S)
     p.add_argument("--clients-per-round", type=int, default=S)
     p.add_argument("--local-epochs", type=int, default=S)
+    p.add_argument("--local-user-epochs", type=int, default=S,
+                   help="local epochs moving only the client's own user rows, first")
     p.add_argument("--local-batch-size", type=int, default=S)
     p.add_argument("--local-lr", type=float, default=S)
     p.add_argument("--local-optimizer", choices=("sgd", "adam"), default=S)

@@ -198,20 +198,22 @@ class BatchedLocalTrainer:
             i = torch.from_numpy(np.searchsorted(local_items[c], ex.items) + item_off[c])
             y = torch.from_numpy(ex.labels)
             steps = []
-            for _ in range(cfg.epochs):
+            for _ in range(cfg.user_epochs + cfg.epochs):
                 perm = torch.randperm(len(ex), generator=generators[c])
                 steps += [perm[a : a + B] for a in range(0, len(ex), B)]
             sched.append((u, i, y, steps))
         n_steps = [len(s[3]) for s in sched]
-        per_epoch = [n // cfg.epochs for n in n_steps]
+        per_epoch = [n // (cfg.user_epochs + cfg.epochs) for n in n_steps]
+        user_steps = [cfg.user_epochs * k for k in per_epoch]  # steps moving user rows only
         adam = cfg.optimizer == "adam"
         if adam:
             m = {n: torch.zeros_like(p) for n, p in params.items()}
             v = {n: torch.zeros_like(p) for n, p in params.items()}
-            t_client = torch.zeros(C)
+            t_client = {n: torch.zeros(C) for n in params}  # Adam step count per client
         b1, b2, eps = 0.9, 0.999, 1e-8
         losses = torch.zeros(C)
         counts = torch.zeros(C)
+        user_set = set(self.user_names)
         for s in range(max(n_steps)):
             active = [c for c in range(C) if s < n_steps[c]]
             us, is_, ys, ws, cs = [], [], [], [], []
@@ -237,17 +239,20 @@ class BatchedLocalTrainer:
                     mask = torch.isin(cb, last_clients)
                     losses.index_add_(0, cb[mask], per.detach()[mask])
                     counts.index_add_(0, cb[mask], torch.ones(int(mask.sum())))
-                act_idx = torch.tensor(active, dtype=torch.int64)
-                if adam:
-                    t_client[act_idx] += 1
+                joint = [c for c in active if s >= user_steps[c]]
                 for n, p in params.items():
-                    rows = torch.cat([row_ranges[n][c] for c in active])
+                    movers = active if n in user_set else joint
+                    if not movers:
+                        continue
+                    if adam:
+                        t_client[n][torch.tensor(movers, dtype=torch.int64)] += 1
+                    rows = torch.cat([row_ranges[n][c] for c in movers])
                     g = p.grad[rows]
                     w = p.detach()[rows]
                     if cfg.weight_decay:
                         g = g + cfg.weight_decay * w
                     if adam:
-                        tt = t_client[owner[n][rows]].view(-1, *([1] * (p.ndim - 1)))
+                        tt = t_client[n][owner[n][rows]].view(-1, *([1] * (p.ndim - 1)))
                         mr = m[n][rows].mul_(b1).add_(g, alpha=1 - b1)
                         vr = v[n][rows].mul_(b2).addcmul_(g, g, value=1 - b2)
                         m[n][rows] = mr
@@ -295,6 +300,9 @@ class BatchedLocalTrainer:
             return []
         if not self.dense_names:
             return self._train_stacked(global_vector, store, clients, generators)
+        if self.config.user_epochs:
+            raise ValueError("user_epochs > 0 needs an embedding-only model (mf, logreg) in "
+                             "the vectorized trainer; use local_update for others")
         global_params = self._unflatten(global_vector)
         order = sorted(range(len(clients)), key=lambda j: len(clients[j].examples))
         results: dict[int, ClientUpdate] = {}

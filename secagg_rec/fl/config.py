@@ -55,7 +55,8 @@ class FederatedConfig:
         factors: embedding size, >= 1.
         rounds: federated rounds, >= 1 (the best round is chosen on validation).
         clients_per_round: clients sampled per round, >= 2 (capped at the client count).
-        local_epochs, local_batch_size, local_lr, local_optimizer, local_weight_decay:
+        local_epochs, local_user_epochs, local_batch_size, local_lr, local_optimizer,
+        local_weight_decay:
             local training (see :class:`~secagg_rec.fl.local.LocalConfig`).
         negatives: sampled negatives per positive, >= 0.
         server_optimizer: ``fedavg``, ``fedavgm`` or ``fedadam``; server_lr > 0.
@@ -87,6 +88,7 @@ class FederatedConfig:
     rounds: int = 60
     clients_per_round: int = 200
     local_epochs: int = 2
+    local_user_epochs: int = 0
     local_batch_size: int = 32
     local_lr: float = 0.01
     local_optimizer: str = "adam"
@@ -120,6 +122,7 @@ class FederatedConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         for name, low in (
             ("factors", 1), ("rounds", 1), ("clients_per_round", 2), ("local_epochs", 1),
+            ("local_user_epochs", 0),
             ("local_batch_size", 1), ("negatives", 0), ("eval_every", 1), ("patience", 0),
             ("seed", 0),
         ):

@@ -72,15 +72,16 @@ class Setup:
     client_examples: np.ndarray  # examples per client per round (the FedAvg weight)
 
 
-def prepare(config: FederatedConfig) -> Setup:
-    """Load the data, split it, partition the users and build the model."""
+def prepare(config: FederatedConfig, dataset: Any | None = None) -> Setup:
+    """Load the data (or use ``dataset``), split it, partition the users, build the model."""
     from secagg_rec.rec.data import load_dataset
     from secagg_rec.rec.models import build_model
     from secagg_rec.rec.partition import cross_device_partition, cross_silo_partition
     from secagg_rec.rec.splits import leave_one_out_split
 
-    data = None if config.dataset == "synthetic" else config.data
-    dataset = load_dataset(data, seed=config.seed)
+    if dataset is None:
+        data = None if config.dataset == "synthetic" else config.data
+        dataset = load_dataset(data, seed=config.seed)
     split = leave_one_out_split(dataset, seed=config.seed)
     kind, n_silos = parse_partition(config.partition)
     if kind == "device":
@@ -284,7 +285,8 @@ def train_federated(
     n_clients = partition.n_clients
     per_round = min(config.clients_per_round, n_clients)
     local = LocalConfig(
-        epochs=config.local_epochs, batch_size=config.local_batch_size, lr=config.local_lr,
+        epochs=config.local_epochs, user_epochs=config.local_user_epochs,
+        batch_size=config.local_batch_size, lr=config.local_lr,
         optimizer=config.local_optimizer, weight_decay=config.local_weight_decay,
         negatives_per_positive=config.negatives,
     )
