@@ -12,6 +12,7 @@ from typing import Any
 BENCH_MODULES: tuple[str, ...] = (
     "secagg_rec.commands.bench_masking",
     "secagg_rec.commands.bench_flower",
+    "secagg_rec.commands.bench_costmodel",
     "secagg_rec.commands.bench_dp",
 )
 

@@ -12,7 +12,9 @@ The model, per stage ``s`` starting at time ``T`` (the previous stage's end):
    ``T + latency_c + down / downlink_c`` (no message, no delay, for the first stage;
    with a ``server_bandwidth`` the server's sends also queue on its own link, in
    client order).
-2. The client computes for ``compute_c * client_compute_scale`` seconds and its reply
+2. The client computes for ``compute_c * client_compute_scale`` seconds (on its own
+   device; with ``client_cores = P``, the clients instead share ``P`` cores, first come
+   first served, as when many simulated clients run on one machine) and its reply
    (``up`` bytes) reaches the server ``latency_c + up / uplink_c`` later (queued on the
    server's link if ``server_bandwidth`` is set).
 3. The server takes replies in arrival order, each costing the stage's measured
@@ -242,6 +244,10 @@ class NetworkModel:
         server_compute_scale: the same for the server.
         stage_timeout: seconds the server waits for missing clients before closing a
             stage (``None``: it closes as soon as every client that will answer has).
+        client_cores: ``None`` (default): every client computes on its own device.
+            ``P``: all clients share ``P`` cores, each client's stage work running
+            whole on the first free core, in order of arrival (simulated clients on
+            one machine, e.g. :func:`~secagg_rec.sim.emulate.emulate_round`).
 
     Raises:
         TypeError / ValueError: non-positive bandwidths, negative latency or scales.
@@ -254,6 +260,7 @@ class NetworkModel:
     client_compute_scale: float = 1.0
     server_compute_scale: float = 1.0
     stage_timeout: float | None = None
+    client_cores: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "uplink", _as_distribution("uplink", self.uplink,
@@ -268,6 +275,10 @@ class NetworkModel:
         _positive("server_compute_scale", self.server_compute_scale, allow_zero=True)
         if self.stage_timeout is not None:
             _positive("stage_timeout", self.stage_timeout, allow_zero=True)
+        if self.client_cores is not None and (
+            not isinstance(self.client_cores, int) or self.client_cores < 1
+        ):
+            raise ValueError(f"client_cores must be None or an int >= 1, got {self.client_cores!r}")
 
     @property
     def random(self) -> bool:
@@ -284,6 +295,7 @@ class NetworkModel:
             "client_compute_scale": self.client_compute_scale,
             "server_compute_scale": self.server_compute_scale,
             "stage_timeout_s": self.stage_timeout,
+            "client_cores": self.client_cores,
         }
 
 
@@ -400,6 +412,21 @@ def _fifo(arrivals: np.ndarray, service: np.ndarray) -> np.ndarray:
     return s + np.maximum.accumulate(arrivals - s_prev, axis=1)
 
 
+def _shared_cores(arrive: np.ndarray, work: np.ndarray, cores: int) -> np.ndarray:
+    """Finish times of jobs (per row) on ``cores`` FIFO servers, each job whole on the
+    first core to free up."""
+    import heapq
+
+    done = np.empty_like(arrive)
+    for r in range(arrive.shape[0]):
+        free = [0.0] * cores
+        for j in np.argsort(arrive[r], kind="stable"):
+            start = max(arrive[r, j], heapq.heappop(free))
+            done[r, j] = start + work[r, j]
+            heapq.heappush(free, done[r, j])
+    return done
+
+
 def _simulate(
     profile: RoundProfile,
     network: NetworkModel,
@@ -430,7 +457,11 @@ def _simulate(
             down_time = np.where(has_down, np.maximum(down_time, sent + lat), 0.0)
         compute = np.broadcast_to(st.compute * cs, (draws, m))
         up_time = lat + st.up / up_bw[:, st.rows]
-        ready = down_time + compute + up_time  # reply fully at the server (own link)
+        if network.client_cores is None:
+            computed = down_time + compute
+        else:
+            computed = _shared_cores(down_time, compute, network.client_cores)
+        ready = computed + up_time  # reply fully at the server (own link)
         order = np.argsort(ready, axis=1)
         arrive = np.take_along_axis(ready, order, axis=1)
         if sbw is not None:  # replies also queue on the server's link
@@ -446,7 +477,7 @@ def _simulate(
         parts.append({
             "seconds": t - start,
             "client_network": (down_time + up_time)[rows, last],
-            "client_compute": compute[rows, last],
+            "client_compute": (computed - down_time)[rows, last],
             "server": t - start - ready[rows, last],
         })
     return t, parts
@@ -531,7 +562,8 @@ def estimate_round_time(
     instant = NetworkModel(uplink=1.0, downlink=1.0, latency=0.0,
                            client_compute_scale=network.client_compute_scale,
                            server_compute_scale=network.server_compute_scale,
-                           stage_timeout=network.stage_timeout)
+                           stage_timeout=network.stage_timeout,
+                           client_cores=network.client_cores)
     compute_only, _ = _simulate(profile, instant, inf, inf, np.zeros((1, profile.n)))
     stages = [
         {"name": st.name, **{k: float(np.median(v)) for k, v in part.items()}}

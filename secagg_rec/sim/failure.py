@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import beta
+from scipy.special import betaincinv
 
 from secagg_rec.secagg.graph import NeighborGraph
 from secagg_rec.secagg.params import failure_probability
@@ -106,8 +106,10 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     if trials == 0:
         return 0.0, 1.0
     a = (1 - level) / 2
-    low = 0.0 if successes == 0 else float(beta.ppf(a, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - a, successes + 1, trials - successes))
+    low = 0.0 if successes == 0 else float(betaincinv(successes, trials - successes + 1, a))
+    high = 1.0 if successes == trials else float(
+        betaincinv(successes + 1, trials - successes, 1 - a)
+    )
     return low, high
 
 

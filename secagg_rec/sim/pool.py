@@ -20,8 +20,10 @@ The design keeps results independent of scheduling and memory at O(dim) per proc
   (a picklable callable, e.g. one that regenerates the input from ``(seed, cid)``), or
   from the worker's slice of a mapping.
 
-Workers are started with the ``spawn`` method by default (no fork of a process that
-may hold threads or locks). The aggregate equals the single-process aggregate bit for
+Workers are started with the ``forkserver`` method where the platform has it (a clean,
+single-threaded server process that has imported this module once forks each worker,
+so starting one is cheap and no process holding threads or locks is ever forked),
+otherwise with ``spawn``. The aggregate equals the single-process aggregate bit for
 bit: it is the sum of the inputs mod ``2**bits`` whatever the masks; with a
 deterministic ``rng_factory`` every message is byte-identical too.
 """
@@ -118,7 +120,7 @@ class ProcessPoolClients:
         rng_factory: picklable ``client id -> RandomSource`` (default: OS CSPRNG).
         signing_keys: client id -> Ed25519 key (authenticated mode); each worker gets
             the private bytes of its own clients only.
-        start_method: ``"spawn"`` (default) or ``"forkserver"``.
+        start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
         chunk_bytes: target bytes of replies per chunk (two chunks in flight).
 
     Raises:
@@ -135,11 +137,13 @@ class ProcessPoolClients:
         workers: int = 2,
         rng_factory: Callable[[int], RandomSource] | None = None,
         signing_keys: Mapping[int, SigningKey] | None = None,
-        start_method: str = "spawn",
+        start_method: str | None = None,
         chunk_bytes: int = 32 << 20,
     ) -> None:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        if start_method is None:
+            start_method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(f"start_method must be 'spawn' or 'forkserver', got {start_method!r}")
         if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
@@ -159,6 +163,8 @@ class ProcessPoolClients:
         self._chunk_bytes = chunk_bytes
         self._owner = {cid: i % self.workers for i, cid in enumerate(config.client_ids)}
         ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            ctx.set_forkserver_preload([__name__])  # applies when the server first starts
         self._inboxes: list[Any] = []
         self._outboxes: list[Any] = []
         self._procs: list[Any] = []
@@ -316,7 +322,7 @@ def run_round_pool(
     rng_factory: Callable[[int], RandomSource] | None = None,
     signing_keys: Mapping[int, SigningKey] | None = None,
     on_progress: ProgressCallback | None = None,
-    start_method: str = "spawn",
+    start_method: str | None = None,
 ) -> RoundResult:
     """:func:`~secagg_rec.secagg.driver.run_round` with the clients in ``workers`` processes.
 
