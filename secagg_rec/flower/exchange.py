@@ -3,8 +3,10 @@
 ``Grid.send_and_receive`` polls every 3 s; a secure-aggregation round has five
 round trips, so this module pushes once and pulls at ``poll_interval`` instead,
 returning as soon as every node has answered or the time is up. A node that has not
-answered by then is absent from the result: for the protocol it has dropped out. A
-reply whose source node is not the one the message went to is discarded.
+answered by then is absent from the result: for the protocol it has dropped out. An
+error reply (from the node, or from the SuperLink when the node is unavailable) marks
+the node as out; a reply with content whose source node is not the one the message
+went to is discarded.
 """
 
 from __future__ import annotations
@@ -89,15 +91,17 @@ def exchange(
             node = pending.pop(reply.metadata.reply_to_message_id, None)
             if node is None:
                 continue
-            if reply.metadata.src_node_id != node:
+            if reply.has_error():
+                # From the node, or from the SuperLink saying the node is unavailable
+                # (those come from Flower's own node id): either way it is out.
+                result.errors[node] = f"{reply.error.code}: {reply.error.reason}"
+            elif reply.metadata.src_node_id != node:
                 logger.warning(
                     "discarding a reply for node %d that came from node %d",
                     node,
                     reply.metadata.src_node_id,
                 )
                 result.errors[node] = "reply from another node"
-            elif reply.has_error():
-                result.errors[node] = f"{reply.error.code}: {reply.error.reason}"
             else:
                 result.replies[node] = reply
         if not pending or clock() >= deadline:

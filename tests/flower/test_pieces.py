@@ -187,7 +187,8 @@ def test_exchange_discards_a_reply_from_another_node():
     grid = FakeGrid(handler_app(), NODES)
 
     def reroute(node, reply):
-        if node == NODES[2]:
+        if node == NODES[2]:  # a content reply that claims to come from another node
+            reply.__dict__.update(_error=None, _content=pack("share", b"y"))
             reply.metadata.__dict__["_src_node_id"] = NODES[3]
         return reply
 

@@ -1,0 +1,1 @@
+"""Test app: known vectors through secagg_rec's secure aggregation on Flower."""
