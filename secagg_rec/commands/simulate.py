@@ -264,15 +264,43 @@ def _run_sweep(args: argparse.Namespace, network: Any) -> int:
     outer.n = spec.size
     outer.set_postfix_str("failure analysis and plots")
     files = write_sweep(result, out_dir, spec=spec, plots=not args.no_plots,
-                        command=["secagg-rec", *sys.argv[1:]])
+                        command=_command_line(args, out_dir))
     outer.close()
     counts = {s: sum(r["status"] == s for r in result.rows) for s in ("ok", "aborted", "invalid")}
     if args.json:
-        print_json({"ok": result.all_ok, "points": len(result.rows), **counts,
+        print_json({"ok": result.all_ok, "points": len(result.rows),
+                    **{f"{k}_points": v for k, v in counts.items()},
                     "out": out_dir, "files": files, "rows": result.rows})
     else:
         _print_sweep(result.rows, files, counts)
     return 0 if result.all_ok else 1
+
+
+def _command_line(args: argparse.Namespace, out_dir: str) -> list[str]:
+    """The sweep's options, as a ``secagg-rec simulate`` command that reproduces it."""
+    cmd = ["secagg-rec", "simulate",
+           "--clients", ",".join(map(str, args.clients)),
+           "--dim", ",".join(map(str, args.dim)),
+           "--dropout", ",".join(f"{d:g}" for d in args.dropout),
+           "--neighbors", ",".join(map(str, args.neighbors)),
+           "--drop-stage", args.drop_stage, "--seed", str(args.seed),
+           "--corrupt", f"{args.corrupt:g}", "--workers", str(args.workers),
+           "--failure-trials", str(args.failure_trials), "--out", out_dir]
+    for flag, value in (("--threshold", args.threshold), ("--bits", args.bits),
+                        ("--uplink", args.uplink), ("--downlink", args.downlink),
+                        ("--server-bandwidth", args.server_bandwidth),
+                        ("--stage-timeout", args.stage_timeout)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.uplink is not None:
+        cmd += ["--latency", args.latency]
+        if args.client_compute_scale != 1.0:
+            cmd += ["--client-compute-scale", f"{args.client_compute_scale:g}"]
+    if args.authenticated:
+        cmd.append("--authenticated")
+    if args.no_plots:
+        cmd.append("--no-plots")
+    return cmd
 
 
 def _print_sweep(rows: list[dict[str, Any]], files: dict[str, str], counts: dict[str, int]) -> None:

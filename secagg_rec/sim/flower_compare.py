@@ -440,18 +440,26 @@ def run_flower_secaggplus(case: FlowerCase) -> dict[str, Any]:
     return out
 
 
-def behaviour_cases(seed: int = 0) -> list[FlowerCase]:
+def behaviour_cases(seed: int = 0, *, clients: int = 20, dim: int = 1000) -> list[FlowerCase]:
     """Small cases where the two libraries behave differently (see docs/benchmarks.md).
 
-    * ``drop-during-key-sharing``: one of 20 clients drops before sending its shares.
-    * ``quantization-beyond-modulus``: 20 clients x 2**28 levels > 2**32.
+    * ``drop-during-key-sharing``: one client drops before sending its shares.
+    * ``quantization-beyond-modulus``: a quantization range ``L`` (a power of two) with
+      ``clients x L >= 2**33``, twice Flower's default ``2**32`` modulus (``L = 2**29``
+      for 20 clients, ``2**30`` for 10).
     * ``even-num-shares``: ``k = 5`` neighbours, i.e. Flower's ``num_shares = 6``.
+
+    Raises:
+        ValueError: ``clients`` odd or below 10 (the cases need an even n >= 10).
     """
+    if clients < 10 or clients % 2:
+        raise ValueError(f"behaviour cases need an even number of clients >= 10, got {clients}")
+    levels = 1 << (33 - clients.bit_length() + 1)  # clients x levels >= 2**33 > 2**32
     return [
-        FlowerCase(name="drop-during-key-sharing", clients=20, dim=1000, neighbors=6,
-                   threshold=4, dropout=0.05, drop_stage="share", seed=seed),
-        FlowerCase(name="quantization-beyond-modulus", clients=20, dim=1000, neighbors=6,
-                   threshold=4, seed=seed, quantization_range=1 << 28, ours_levels=1 << 28),
-        FlowerCase(name="even-num-shares", clients=20, dim=1000, neighbors=5, threshold=3,
+        FlowerCase(name="drop-during-key-sharing", clients=clients, dim=dim, neighbors=6,
+                   threshold=4, dropout=1 / clients, drop_stage="share", seed=seed),
+        FlowerCase(name="quantization-beyond-modulus", clients=clients, dim=dim, neighbors=6,
+                   threshold=4, seed=seed, quantization_range=levels, ours_levels=levels),
+        FlowerCase(name="even-num-shares", clients=clients, dim=dim, neighbors=5, threshold=3,
                    seed=seed),
     ]
