@@ -208,6 +208,7 @@ class _PrivateClients:
         t0 = time.perf_counter()
         load_shared_vector(model, x)
         store.load_into(model, data.users)
+        model.train()
         opt = self.local.make_optimizer(list(model.parameters()))
         loader = DataLoader(data.examples.tensor_dataset(), batch_size=self.local.batch_size)
         criterion = nn.BCEWithLogitsLoss()

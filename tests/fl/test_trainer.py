@@ -20,14 +20,15 @@ from secagg_rec.fl.trainer import prepare, train_federated
 from secagg_rec.fl.vector import shared_dim, shared_vector
 from secagg_rec.rec.synthetic import make_synthetic
 
-SMALL = {"n_users": 80, "n_items": 220, "mean_interactions": 25, "seed": 2}
+SMALL = {"n_users": 60, "n_items": 160, "mean_interactions": 20, "seed": 2}
 
 
 def _config(**kw) -> FederatedConfig:
-    base = {"dataset": "synthetic", "rounds": 6, "clients_per_round": 30,
-            "local_epochs": 1, "local_batch_size": 16, "eval_every": 3, "seed": 4,
+    base = {"dataset": "synthetic", "rounds": 4, "clients_per_round": 20,
+            "local_epochs": 1, "local_batch_size": 16, "seed": 4,
             "factors": 8}
     base.update(kw)
+    base.setdefault("eval_every", 2)
     return FederatedConfig(**base)
 
 
@@ -104,7 +105,7 @@ def test_private_run_keeps_a_ledger_and_reports_epsilon(tmp_path):
 
 def test_budget_refuses_clients_once_spent(tmp_path):
     cfg = _config(secagg=False, dp=True, epsilon=0.5, noise_multiplier=0.8, rounds=4,
-                  clients_per_round=40, out=str(tmp_path), local_optimizer="sgd", local_lr=0.5)
+                  clients_per_round=30, out=str(tmp_path), local_optimizer="sgd", local_lr=0.5)
     res = _run(cfg)
     assert res.refused_clients > 0
     assert res.epsilon <= 0.5 + 1e-9
