@@ -170,6 +170,8 @@ class SecAggWorkflow:
         dim: int,
         content: RecordDict | None = None,
         node_ids: Iterable[int] | None = None,
+        settings: SecAggSettings | None = None,
+        message_type: str | None = None,
     ) -> SecAggRoundResult:
         """Run one round with the given (or all connected) nodes.
 
@@ -179,6 +181,10 @@ class SecAggWorkflow:
             content: records sent to every node with the setup (e.g. the global model
                 and a train config); the client's train function sees exactly these.
             node_ids: the nodes to include (default: every connected node).
+            settings, message_type: override the workflow's for this round (e.g. a
+                securely aggregated evaluation: ``message_type="evaluate"``, metrics in
+                ``[0, 1]``). Round indices stay one increasing sequence, which clients
+                check.
 
         Returns:
             A :class:`SecAggRoundResult` (``ok=False`` with the reason if the round
@@ -190,11 +196,13 @@ class SecAggWorkflow:
         """
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be an int >= 1, got {dim!r}")
+        settings = settings or self.settings
+        message_type = message_type or self.message_type
         round_index = self.next_round
         self.next_round += 1
         nodes = sorted(set(grid.get_node_ids() if node_ids is None else node_ids))
         clients = {node: cid for cid, node in enumerate(nodes, 1)}
-        if len(nodes) < self.settings.min_clients:
+        if len(nodes) < settings.min_clients:
             return SecAggRoundResult(
                 ok=False,
                 round_index=round_index,
@@ -206,10 +214,10 @@ class SecAggWorkflow:
                 clients=clients,
                 config=None,
                 quantizer=None,
-                error=f"only {len(nodes)} nodes, need {self.settings.min_clients}",
+                error=f"only {len(nodes)} nodes, need {settings.min_clients}",
             )
-        quantizer = self.settings.quantizer_for(len(nodes))
-        neighbors, threshold = self.settings.graph_for(len(nodes))
+        quantizer = settings.quantizer_for(len(nodes))
+        neighbors, threshold = settings.graph_for(len(nodes))
         config = SecAggConfig(
             session_id=os.urandom(16),
             round_index=round_index,
@@ -218,9 +226,9 @@ class SecAggWorkflow:
             neighbors=neighbors,
             bits=quantizer.bits,
             dim=quantizer.encoded_length(dim),
-            seed_bytes=self.settings.seed_bytes,
+            seed_bytes=settings.seed_bytes,
         )
-        return _Round(self, grid, config, quantizer, clients, content).run()
+        return _Round(self, grid, config, quantizer, clients, content, settings, message_type).run()
 
 
 class _Round:
@@ -234,9 +242,12 @@ class _Round:
         quantizer: Quantizer,
         clients: dict[int, int],
         content: RecordDict | None,
+        settings: SecAggSettings,
+        message_type: str,
     ) -> None:
         self.workflow = workflow
-        self.settings = workflow.settings
+        self.settings = settings
+        self.message_type = message_type
         self.grid = grid
         self.config = config
         self.quantizer = quantizer
@@ -293,7 +304,7 @@ class _Round:
         result = exchange(
             self.grid,
             outgoing,
-            message_type=self.workflow.message_type,
+            message_type=self.message_type,
             timeout=self.settings.timeouts[stage],
             group_id=str(self.config.round_index),
             poll_interval=self.settings.poll_interval,
