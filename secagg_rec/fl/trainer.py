@@ -247,16 +247,44 @@ class _PrivateClients:
             private.commit()  # durable before the update can leave the client
         store.save_from(model, data.users)
         delta = shared_vector(model) - x
-        eps = self.ledger.epsilon_spent(str(data.client))
         return ClientUpdate(
             client=data.client, delta=delta, examples=len(data.examples),
-            loss=total / max(count, 1), seconds=time.perf_counter() - t0, epsilon=eps,
+            loss=total / max(count, 1), seconds=time.perf_counter() - t0,
         )
 
-    def max_epsilon(self) -> float | None:
-        spent = [self.ledger.epsilon_spent(c) for c in self.ledger.clients()]
-        spent = [e for e in spent if e > 0]
-        return max(spent) if spent else 0.0
+    def max_epsilon(self) -> float:
+        """The largest ε any client has spent (exact, by the ledger's accountant).
+
+        ε grows with the sample rate and the steps and shrinks with σ, so only clients
+        on the Pareto front of (q up, steps up, σ down) can hold the maximum; only those
+        are accounted (PLD is too slow to run for every client at every evaluation).
+        Clients whose events mix several (σ, q) are always accounted.
+        """
+        profiles: list[tuple[float, float, int, str]] = []
+        mixed: list[str] = []
+        for c in self.ledger.clients():
+            events = self.ledger.spent_events(c)
+            if not events:
+                continue
+            kinds = {(e.noise_multiplier, e.sample_rate) for e in events}
+            if len(kinds) > 1:
+                mixed.append(c)
+                continue
+            (sigma, q), = kinds
+            profiles.append((sigma, q, sum(e.steps for e in events), c))
+        front = [
+            p for p in profiles
+            if not any(o[0] <= p[0] and o[1] >= p[1] and o[2] >= p[2] and o[:3] != p[:3]
+                       for o in profiles)
+        ]
+        seen: set[tuple[float, float, int]] = set()
+        candidates = []
+        for sigma, q, steps, c in front:
+            if (sigma, q, steps) not in seen:
+                seen.add((sigma, q, steps))
+                candidates.append(c)
+        values = [self.ledger.epsilon_spent(c) for c in candidates + mixed]
+        return max(values) if values else 0.0
 
 
 def train_federated(
