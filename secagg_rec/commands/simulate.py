@@ -352,8 +352,8 @@ def _print_human(out: dict[str, Any]) -> None:
     print(
         f"bytes per client: up {out['bytes_up_per_client']:.0f}, "
         f"down {out['bytes_down_per_client']:.0f}; peak memory {out['peak_rss_mb']:.0f} MiB"
-        + (f" (+ largest worker {out['peak_rss_workers_mb']:.0f} MiB)"
-           if out.get("peak_rss_workers_mb") else "")
+        + (f" (largest worker {out['peak_rss_workers_mb']:.0f} MiB, all processes at most "
+           f"{out['peak_rss_total_mb']:.0f} MiB)" if out.get("peak_rss_workers_mb") else "")
     )
     rows = [
         {

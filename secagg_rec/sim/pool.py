@@ -35,6 +35,8 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import resource
+import sys
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -95,6 +97,7 @@ def _worker_main(init: bytes, inbox: Any, outbox: Any) -> None:
     while True:
         command = inbox.get()
         if command[0] == "stop":
+            outbox.put(("bye", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
             return
         _, stage, batch = command
         try:
@@ -170,6 +173,8 @@ class ProcessPoolClients:
         self._procs: list[Any] = []
         self._broken = False
         self.pids: list[int] = []
+        #: peak resident memory of each worker, MiB, filled in by :meth:`close`
+        self.worker_peak_rss_mb: list[float] = []
         keys = dict(signing_keys or {})
         try:
             for w in range(self.workers):
@@ -216,11 +221,24 @@ class ProcessPoolClients:
         self.close()
 
     def close(self) -> None:
-        """Stop the workers (idempotent); terminate any that do not exit in time."""
-        for inbox, proc in zip(self._inboxes, self._procs, strict=False):
+        """Stop the workers (idempotent); terminate any that do not exit in time.
+
+        Workers that stop cleanly report their peak memory (:attr:`worker_peak_rss_mb`).
+        """
+        stopping = []
+        for w, (inbox, proc) in enumerate(zip(self._inboxes, self._procs, strict=False)):
             if proc.is_alive():
                 with contextlib.suppress(OSError, ValueError):
                     inbox.put(("stop",))
+                    stopping.append(w)
+        if not self._broken:
+            for w in stopping:
+                with contextlib.suppress(Exception):
+                    msg = self._outboxes[w].get(timeout=10)
+                    if msg[0] == "bye":
+                        kib = msg[1]
+                        self.worker_peak_rss_mb.append(
+                            kib / (1 << 20) if sys.platform == "darwin" else kib / 1024)
         for proc in self._procs:
             proc.join(timeout=10)
             if proc.is_alive():

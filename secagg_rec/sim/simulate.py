@@ -171,9 +171,11 @@ def simulate_round(
     The dict has ``ok``, ``clients``, ``survivors``, ``neighbors``, ``threshold``,
     ``bits``, ``max_abs_error`` (decoded aggregate vs the float sum of the survivors'
     inputs), ``error_bound``, client/server seconds, bytes per client, ``stages``,
-    ``workers`` and peak memory (``peak_rss_mb`` of this process,
-    ``peak_rss_workers_mb`` of the largest worker process, MiB). A round that aborts
-    has ``ok: false`` and ``reason``.
+    ``workers`` and peak memory in MiB (``peak_rss_mb`` of this process,
+    ``peak_rss_workers_mb`` of the largest worker process or None,
+    ``peak_rss_total_mb`` this process plus every worker: an upper bound on the
+    memory in use at any one time). A round that aborts has ``ok: false`` and
+    ``reason``.
 
     Args:
         spec: what to simulate.
@@ -235,17 +237,16 @@ def run_simulation(
             signing_keys=keys or None,
             on_progress=on_progress,
         )
+        worker_peaks: list[float] = []
     else:
-        from secagg_rec.sim.pool import run_round_pool
+        from secagg_rec.secagg.driver import drive_round
+        from secagg_rec.sim.pool import ProcessPoolClients
 
-        result = run_round_pool(
-            config,
-            encoded,
-            workers=workers,
-            dropouts=dropouts,
-            signing_keys=keys or None,
-            on_progress=on_progress,
-        )
+        with ProcessPoolClients(
+            config, encoded, workers=workers, signing_keys=keys or None
+        ) as pool:
+            result = drive_round(config, pool, dropouts=dropouts, on_progress=on_progress)
+        worker_peaks = pool.worker_peak_rss_mb
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {
         "ok": result.ok,
@@ -288,7 +289,8 @@ def run_simulation(
             "bytes_down_per_client": float(np.mean([result.bytes_down[c] for c in ids])),
             "client_errors": len(result.client_errors),
             "peak_rss_mb": _peak_rss_mb(resource.RUSAGE_SELF),
-            "peak_rss_workers_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN) if workers > 1 else None,
+            "peak_rss_workers_mb": max(worker_peaks) if worker_peaks else None,
+            "peak_rss_total_mb": _peak_rss_mb(resource.RUSAGE_SELF) + sum(worker_peaks),
             "stages": [s.as_dict() for s in result.stages],
         }
     )

@@ -88,6 +88,7 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "bytes_up_per_client",
     "bytes_down_per_client",
     "peak_rss_mb",
+    "peak_rss_total_mb",
     "workers",
     "seed",
     *(f"{stage}_{name}" for stage in STAGES for name in _STAGE_FIELDS),
