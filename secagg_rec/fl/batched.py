@@ -125,7 +125,7 @@ class BatchedLocalTrainer:
             i_loc = torch.from_numpy(np.searchsorted(items, ex.items))
             y = torch.from_numpy(ex.labels)
             steps = []
-            for _ in range(cfg.epochs):
+            for _ in range(cfg.user_epochs + cfg.epochs):
                 perm = torch.randperm(n, generator=gen)
                 for start in range(0, n, B):
                     steps.append(perm[start : start + B])
@@ -300,9 +300,6 @@ class BatchedLocalTrainer:
             return []
         if not self.dense_names:
             return self._train_stacked(global_vector, store, clients, generators)
-        if self.config.user_epochs:
-            raise ValueError("user_epochs > 0 needs an embedding-only model (mf, logreg) in "
-                             "the vectorized trainer; use local_update for others")
         global_params = self._unflatten(global_vector)
         order = sorted(range(len(clients)), key=lambda j: len(clients[j].examples))
         results: dict[int, ClientUpdate] = {}
@@ -347,14 +344,17 @@ class BatchedLocalTrainer:
         if adam:
             m = {n: torch.zeros_like(p) for n, p in params.items()}
             v = {n: torch.zeros_like(p) for n, p in params.items()}
-            t = torch.zeros(C)
+            t = {n: torch.zeros(C) for n in params}  # Adam step count per client
         b1, b2, eps = 0.9, 0.999, 1e-8
         losses = torch.zeros(C)
         counts = torch.zeros(C)
         per_epoch = torch.tensor(
             [(len(c.examples) + cfg.batch_size - 1) // cfg.batch_size for c in clients]
         )
-        last_epoch_from = (cfg.epochs - 1) * per_epoch  # step index where the last epoch starts
+        # step index where the last epoch starts, and where the joint epochs start
+        last_epoch_from = (cfg.user_epochs + cfg.epochs - 1) * per_epoch
+        joint_from = cfg.user_epochs * per_epoch
+        user_set = set(self.user_names)
         for s in range(W.shape[1]):
             w = W[:, s]
             active = (w.sum(1) > 0).float()
@@ -365,17 +365,19 @@ class BatchedLocalTrainer:
                 last = ((s >= last_epoch_from) & (active > 0)).float()
                 losses += batch_loss * last
                 counts += w.sum(1) * last
-                if adam:
-                    t += active
+                joint = active * (s >= joint_from).float()
                 for n, p in params.items():
-                    a = active.view(C, *([1] * (p.ndim - 1)))
+                    mover = active if n in user_set else joint
+                    a = mover.view(C, *([1] * (p.ndim - 1)))
+                    if adam:
+                        t[n] += mover
                     gn = g[n]
                     if cfg.weight_decay:
                         gn = gn + cfg.weight_decay * p
                     if adam:
                         m[n].mul_(1 - a * (1 - b1)).add_(a * (1 - b1) * gn)
                         v[n].mul_(1 - a * (1 - b2)).add_(a * (1 - b2) * gn * gn)
-                        tt = t.clamp(min=1).view_as(a)
+                        tt = t[n].clamp(min=1).view_as(a)
                         mhat = m[n] / (1 - b1**tt)
                         vhat = v[n] / (1 - b2**tt)
                         p.sub_(a * cfg.lr * mhat / (vhat.sqrt() + eps))
