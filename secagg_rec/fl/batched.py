@@ -17,7 +17,7 @@ private parameters are ``nn.Embedding`` weights indexed by user; shared ``nn.Emb
 weights are indexed by item; every other shared parameter is dense.
 
 Private (DP-SGD) training does not use this path: it goes through Opacus, one client at
-a time (:mod:`secagg_rec.fl.private_local`).
+a time (:class:`secagg_rec.fl.trainer._PrivateClients`).
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ writes its users' rows back to its private store, and returns
 ``update = local_shared - global_shared``. The update never contains a user row: it
 is built only from :func:`~secagg_rec.fl.vector.shared_vector`.
 
-Private training plugs in through ``make_optimizer``/``wrap`` hooks (see
-:mod:`secagg_rec.fl.private_local`), so this module knows nothing of DP.
+Private (DP-SGD) local training lives with the trainer
+(:class:`secagg_rec.fl.trainer._PrivateClients`, through
+:func:`~secagg_rec.privacy.make_private`); this module knows nothing of DP.
 """
 
 from __future__ import annotations

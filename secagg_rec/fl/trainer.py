@@ -193,7 +193,7 @@ class _PrivateClients:
                 assert cfg.epsilon is not None
                 self.sigma[c] = calibrate_noise(
                     target_epsilon=cfg.epsilon, delta=cfg.delta, sample_rate=q,
-                    epochs=cfg.local_epochs, rounds=participations,
+                    epochs=local.user_epochs + local.epochs, rounds=participations,
                 )
 
     def train(self, model: RecommenderModel, x: np.ndarray, store: UserStore,
@@ -209,16 +209,21 @@ class _PrivateClients:
         load_shared_vector(model, x)
         store.load_into(model, data.users)
         model.train()
-        opt = self.local.make_optimizer(list(model.parameters()))
+        # Two groups so that the user-only epochs can hold the shared rows still (lr 0):
+        # those epochs are noisy DP-SGD steps like the others and are accounted.
+        opt = self.local.make_optimizer(model.private_parameters())
+        opt.add_param_group({"params": model.shared_parameters()})
+        shared_group = opt.param_groups[1]
         loader = DataLoader(data.examples.tensor_dataset(), batch_size=self.local.batch_size)
         criterion = nn.BCEWithLogitsLoss()
+        epochs = self.local.user_epochs + self.local.epochs
         try:
             private = make_private(
                 model, opt, loader,
                 max_grad_norm=cfg.max_grad_norm,
                 noise_multiplier=self.sigma[data.client],
                 target_delta=cfg.delta,
-                epochs=self.local.epochs,
+                epochs=epochs,
                 criterion=criterion,
                 ledger=self.ledger,
                 client_id=str(data.client),
@@ -229,16 +234,15 @@ class _PrivateClients:
             return None
         with private:
             popt, ploader, crit = private.optimizer, private.data_loader, private.criterion
-            model.train()
             total, count = 0.0, 0
-            for _ in range(self.local.epochs):
+            for epoch in range(epochs):
+                shared_group["lr"] = 0.0 if epoch < self.local.user_epochs else self.local.lr
                 total, count = 0.0, 0
                 for u, i, y in ploader:
+                    popt.zero_grad()
                     if len(y) == 0:
-                        popt.zero_grad()
                         popt.step()  # an empty Poisson batch still takes a noisy step
                         continue
-                    popt.zero_grad()
                     loss = crit(model(u, i), y)
                     loss.backward()
                     popt.step()
