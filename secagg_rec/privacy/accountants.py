@@ -65,7 +65,7 @@ def _check_delta(delta: object) -> float:
 
 def _as_events(events: DPSGDEvent | Iterable[DPSGDEvent]) -> tuple[DPSGDEvent, ...]:
     if isinstance(events, DPSGDEvent):
-        return (events,)
+        return merge_events((events,))
     if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):
         raise TypeError(
             f"events must be a DPSGDEvent or an iterable of them, got {type(events).__name__}"
@@ -113,6 +113,10 @@ class Accountant(ABC):
         self, events: DPSGDEvent | Iterable[DPSGDEvent], delta: float, budget: float
     ) -> bool:
         """True iff :meth:`epsilon` ``<= budget`` (subclasses may stop early)."""
+        if budget == math.inf:
+            _as_events(events)
+            _check_delta(delta)
+            return True
         return self.epsilon(events, delta) <= budget
 
     def coarse_epsilon(self, events: DPSGDEvent | Iterable[DPSGDEvent], delta: float) -> float:
@@ -194,6 +198,12 @@ class PLDAccountant(Accountant):
         """Yield the running minimum of ε over successively finer grids."""
         rtol = self.rtol if rtol is None else rtol
         interval = self.initial_interval
+        if min(e.noise_multiplier for e in events) < 0.25:
+            # Very little noise means a huge privacy loss range: a 1e-2 grid would have
+            # millions of points. Start from a grid relative to an RDP upper bound.
+            rough = get_accountant("rdp").epsilon(events, delta)
+            if math.isfinite(rough):
+                interval = max(interval, rough * 1e-3)
         best = math.inf
         previous = math.nan
         while True:
@@ -236,6 +246,8 @@ class PLDAccountant(Accountant):
     ) -> bool:
         merged = _as_events(events)
         delta = _check_delta(delta)
+        if budget == math.inf:
+            return True
         if not merged:
             return budget >= 0.0
         if any(e.is_noiseless for e in merged):
@@ -348,7 +360,9 @@ class RDPAccountant(Accountant):
             )
             for e in events
         )
-        eps, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=total, delta=delta)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "optimal order is the smallest alpha"
+            eps, _ = rdp_analysis.get_privacy_spent(orders=orders, rdp=total, delta=delta)
         return float(eps)
 
 

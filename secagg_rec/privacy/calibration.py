@@ -26,7 +26,7 @@ from secagg_rec.privacy.events import DPSGDEvent
 
 __all__ = ["calibrate_noise", "planned_steps", "steps_per_epoch"]
 
-_SIGMA_MIN = 1e-3
+_SIGMA_MIN = 0.1
 _SIGMA_MAX = 1e4
 
 
@@ -98,8 +98,9 @@ def calibrate_noise(
         rtol: the returned σ gives ε in ``[(1 - rtol) * target, target]`` (default 0.01).
 
     Returns:
-        σ in ``[1e-3, 1e4]`` with ``epsilon(DPSGDEvent(σ, q, T), δ, accountant) <=
-        target_epsilon``. If even σ = 1e-3 meets the target, 1e-3 is returned.
+        σ in ``[0.1, 1e4]`` with ``epsilon(DPSGDEvent(σ, q, T), δ, accountant) <=
+        target_epsilon``. If even σ = 0.1 meets the target (ε of tens to thousands:
+        no meaningful protection), 0.1 is returned.
 
     Raises:
         TypeError, ValueError: bad arguments (before any search), or a target so small
