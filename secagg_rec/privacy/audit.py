@@ -196,6 +196,7 @@ def plot_epsilon_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(path)
     if out.suffix.lower() != ".png":
@@ -232,6 +233,8 @@ def plot_epsilon_curves(
     ax.set_title(f"ε spent against rounds (δ = {delta_text}; {shown})")
     ax.set_xlabel("round (ledger entries of the client)")
     ax.set_ylabel("ε")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     if chosen and len(chosen) <= 12:
         ax.legend(fontsize=8)
