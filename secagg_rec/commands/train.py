@@ -62,6 +62,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--centralized", action="store_true", default=S,
                    help="train on pooled data instead (the reference)")
     p.add_argument("--eval-every", type=int, default=S)
+    p.add_argument("--eval-refit-epochs", type=int, default=S,
+                   help="user-only epochs each client runs on a copy before scoring (3)")
     p.add_argument("--patience", type=int, default=S)
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--out", metavar="DIR", default=S,

@@ -75,6 +75,9 @@ class FederatedConfig:
         partition: ``"device"`` (each user a client) or ``"silo:N"``.
         centralized: train the same model on pooled data instead (the reference).
         eval_every: rounds between validation evaluations, >= 1.
+        eval_refit_epochs: before scoring, every client refits its own user rows to the
+            current shared model for this many local epochs (on a copy; it never leaves
+            the client), as a device would before ranking for its user; >= 0.
         patience: stop after this many evaluations without a better validation HR@10
             (``0`` = never stop early).
         seed: >= 0; fixes data, sampling, client selection, dropouts and DP noise.
@@ -109,6 +112,7 @@ class FederatedConfig:
     partition: str = "device"
     centralized: bool = False
     eval_every: int = 5
+    eval_refit_epochs: int = 3
     patience: int = 0
     seed: int = 0
     out: str | None = None
@@ -122,7 +126,7 @@ class FederatedConfig:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         for name, low in (
             ("factors", 1), ("rounds", 1), ("clients_per_round", 2), ("local_epochs", 1),
-            ("local_user_epochs", 0),
+            ("local_user_epochs", 0), ("eval_refit_epochs", 0),
             ("local_batch_size", 1), ("negatives", 0), ("eval_every", 1), ("patience", 0),
             ("seed", 0),
         ):
@@ -163,7 +167,7 @@ class FederatedConfig:
     def training_key(self) -> dict[str, Any]:
         """The options that determine the trained model (for resuming checks)."""
         d = self.to_dict()
-        for k in ("out", "eval_every", "patience", "rounds"):
+        for k in ("out", "eval_every", "patience", "rounds", "eval_refit_epochs"):
             d.pop(k)
         return d
 

@@ -35,7 +35,8 @@ class LocalConfig:
     """Hyperparameters of local training.
 
     Attributes:
-        epochs: passes over the local examples per round, >= 1.
+        epochs: passes over the local examples per round moving every parameter, >= 0
+            (0 only with ``user_epochs``: a pure refit of the user rows).
         user_epochs: passes *before* those in which only the client's private (user)
             parameters move, >= 0. Fitting the user rows to the current item rows first
             (as federated collaborative filtering does) makes the item update that
@@ -56,10 +57,10 @@ class LocalConfig:
     negatives_per_positive: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
+        for name, low in (("epochs", 0), ("batch_size", 1)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"local {name} must be an int >= 1, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"local {name} must be an int >= {low}, got {v!r}")
         if not self.lr > 0:
             raise ValueError(f"local lr must be > 0, got {self.lr!r}")
         if self.optimizer not in LOCAL_OPTIMIZERS:
@@ -68,6 +69,8 @@ class LocalConfig:
             self.user_epochs < 0
         ):
             raise ValueError(f"user_epochs must be an int >= 0, got {self.user_epochs!r}")
+        if self.epochs + self.user_epochs < 1:
+            raise ValueError("local training needs at least one epoch (epochs + user_epochs)")
         if self.weight_decay < 0 or self.negatives_per_positive < 0:
             raise ValueError("weight_decay and negatives_per_positive must be >= 0")
 
