@@ -14,6 +14,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "secagg_rec.commands.bench_flower",
     "secagg_rec.commands.bench_costmodel",
     "secagg_rec.commands.bench_dp",
+    "secagg_rec.commands.bench_rec",
 )
 
 
