@@ -15,21 +15,15 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 from flwr.app import Array, ArrayRecord, Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from flower_movielens.task import (
-    TaskKey,
-    default_ledger_dir,
-    load_task,
-    private_update,
-    train_local,
-)
-from secagg_rec.errors import BudgetExceededError
-from secagg_rec.fl.local import LocalConfig, UserStore
-from secagg_rec.fl.vector import load_shared_vector
 from secagg_rec.flower import ClientPolicy, flatten, make_secagg_mod
+
+# torch, opacus and the training code are imported inside the functions: on a
+# SuperNode every protocol message starts a fresh ClientApp process, and only the
+# setup message of a round (train/evaluate) needs them; the other four stages run in
+# the mod on numpy and cryptography alone.
 
 logger = logging.getLogger("flower_movielens")
 
@@ -43,6 +37,11 @@ def _node(context: Context) -> tuple[int, int]:
 
 
 def _prepare(msg: Message, context: Context):
+    import torch
+
+    from flower_movielens.task import TaskKey, load_task
+    from secagg_rec.fl.local import UserStore
+
     cfg = context.run_config
     # Many ClientApps share a machine (simulation, or several SuperNodes): one thread
     # each; torch's default thread pool oversubscribes the cores and crawls.
@@ -60,7 +59,9 @@ def _prepare(msg: Message, context: Context):
     return cfg, task, users, model, store, x
 
 
-def _save_rows(context: Context, store: UserStore, users: np.ndarray) -> None:
+def _save_rows(context: Context, store, users: np.ndarray) -> None:
+    import torch
+
     idx = torch.as_tensor(users)
     context.state[ROWS] = ArrayRecord(
         {name: Array(store.rows[name][idx].numpy().copy()) for name in store.names}
@@ -69,6 +70,9 @@ def _save_rows(context: Context, store: UserStore, users: np.ndarray) -> None:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
+    from flower_movielens.task import default_ledger_dir, private_update, train_local
+    from secagg_rec.errors import BudgetExceededError
+    from secagg_rec.fl.local import LocalConfig
     from secagg_rec.rec.sampling import training_examples
 
     cfg, task, users, model, store, x = _prepare(msg, context)
@@ -129,6 +133,9 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
+    import torch
+
+    from secagg_rec.fl.vector import load_shared_vector
     from secagg_rec.rec.evaluate import evaluate_sampled
 
     cfg, task, users, model, store, x = _prepare(msg, context)
