@@ -57,7 +57,14 @@ def run(args: argparse.Namespace) -> int:
         print_json(out)
         return 0
     rows = []
+    floors = []
     for model, variants in out["results"].items():
+        floor = variants.pop("noise_floor")
+        floors.append(
+            f"{model}: drawing the noise alone ({floor['parameters']} parameters per step) "
+            f"takes {floor['cpu_seconds']:.2f} CPU s/epoch = "
+            f"{floor['cpu_ratio_of_non_private']:.2f} of the non-private epoch"
+        )
         for variant, r in variants.items():
             note = f"scaled from {r['scaled_from_steps']} steps" if r["scaled_from_steps"] else ""
             rows.append(
@@ -86,4 +93,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         format_table(rows, ("model", "variant", "epoch_s", "ratio", "cpu_s", "cpu_ratio", "note"))
     )
+    for line in floors:
+        print(line)
     return 0

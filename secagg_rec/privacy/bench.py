@@ -162,6 +162,27 @@ def _time_variant(variant: str, model_name: str, cfg: BenchConfig, dataset: Any)
     }
 
 
+def _noise_floor(model_name: str, cfg: BenchConfig) -> dict[str, float]:
+    """CPU seconds to draw one epoch's Gaussian noise for every parameter (a cost no
+    DP-SGD implementation avoids: each step noises every coordinate)."""
+    import math
+
+    import torch
+
+    model = _build_model(model_name, cfg)
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = math.ceil(cfg.n_interactions / cfg.batch_size)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    c0 = time.process_time()
+    for _ in range(steps):
+        for p in params:
+            torch.empty_like(p).normal_(0.0, 1.0, generator=gen)
+    return {
+        "noise_cpu_seconds": time.process_time() - c0,
+        "parameters": float(sum(p.numel() for p in params)),
+    }
+
+
 def run_dp_benchmark(
     cfg: BenchConfig | None = None, *, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
@@ -171,7 +192,9 @@ def run_dp_benchmark(
         ``{"machine": ..., "config": ..., "results": {model: {variant: {...}}}}`` where
         each variant has ``epoch_seconds`` (median wall time), ``ratio`` (over the
         non-private median), ``cpu_seconds`` / ``cpu_ratio`` (the same for process CPU
-        time), ``runs`` (all wall times), ``setup_seconds`` and ``scaled_from_steps``.
+        time), ``runs`` (all wall times), ``setup_seconds`` and ``scaled_from_steps``;
+        ``noise_floor`` gives the CPU time of drawing one epoch's noise alone, as a
+        share of the non-private epoch.
     """
     import torch
 
@@ -195,6 +218,7 @@ def run_dp_benchmark(
                             f"repeat {rep + 1}/{cfg.repeats} {model_name} {variant}: "
                             f"{result['epoch_seconds']:.2f} s/epoch"
                         )
+        floors = {m: _noise_floor(m, cfg) for m in cfg.models}
     finally:
         torch.set_num_threads(threads_before)
     results: dict[str, Any] = {}
@@ -214,6 +238,11 @@ def run_dp_benchmark(
                 "setup_seconds": statistics.median(r["setup_seconds"] for r in rs),
                 "scaled_from_steps": rs[0]["steps_timed"] if rs[0]["scaled"] else None,
             }
+        results[model_name]["noise_floor"] = {
+            "parameters": int(floors[model_name]["parameters"]),
+            "cpu_seconds": floors[model_name]["noise_cpu_seconds"],
+            "cpu_ratio_of_non_private": floors[model_name]["noise_cpu_seconds"] / base_cpu,
+        }
     return {
         "machine": {
             "platform": platform.platform(),
