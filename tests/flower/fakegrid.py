@@ -24,6 +24,14 @@ from secagg_rec.flower.wire import RECORD
 _ids = itertools.count(1)
 
 
+def act_as_server_task() -> None:
+    """Flower stamps new messages with the running task's identity; outside a
+    SuperLink/SuperNode nothing sets it, so act as the ServerApp task of run 1."""
+    TaskIdentity.run_id = 1
+    TaskIdentity.node_id = 0
+    TaskIdentity.task_id = 1
+
+
 def roundtrip(message: Message) -> Message:
     """Deflate and inflate ``message`` the way Flower ships it."""
     objects = get_all_nested_objects(message)
@@ -45,11 +53,7 @@ class FakeGrid(Grid):
         run_config: dict | None = None,
     ) -> None:
         self.app = app
-        # Flower stamps new messages with the running task's identity; outside a
-        # SuperLink/SuperNode nothing has set it, so act as the ServerApp task of run 1.
-        TaskIdentity.run_id = 1
-        TaskIdentity.node_id = 0
-        TaskIdentity.task_id = 1
+        act_as_server_task()
         self.contexts = {
             node: Context(
                 run_id=1,

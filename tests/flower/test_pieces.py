@@ -22,7 +22,7 @@ from secagg_rec.flower import (
 )
 from secagg_rec.flower.wire import FRAME_RECORD, RECORD, pack, strip, unpack
 from secagg_rec.secagg import SecAggConfig
-from tests.flower.fakegrid import FakeGrid
+from tests.flower.fakegrid import FakeGrid, act_as_server_task
 from tests.flower.test_round_inprocess import NODES, handler_app
 
 CONFIG = SecAggConfig(
@@ -220,3 +220,37 @@ def test_settings_choose_graph_threshold_and_quantizer():
         SecAggSettings(neighbors="auto", threshold=3)
     assert SecAggSettings(timeouts={"share": 5}).timeouts["share"] == 5
     assert SecAggSettings(timeouts={"share": 5}).timeouts["advertise"] == 600.0
+
+
+def test_update_from_reply_flattens_every_array_record_and_reads_the_weight():
+    from flwr.app import MetricRecord
+
+    from secagg_rec.flower import update_from_reply
+
+    content = RecordDict(
+        {
+            "a": ArrayRecord({"w": Array(np.array([[1.0, 2.0]]))}),
+            "m": MetricRecord({"loss": 0.5}),
+            "b": ArrayRecord({"v": Array(np.array([3], dtype=np.int64))}),
+            "n": MetricRecord({"num-examples": 12}),
+        }
+    )
+    vector, weight = update_from_reply(content)
+    assert vector.tolist() == [1.0, 2.0, 3.0] and weight == 12.0
+    assert update_from_reply(content, "missing")[1] is None
+    with pytest.raises(ValueError, match="no ArrayRecord"):
+        update_from_reply(RecordDict({"n": MetricRecord({"num-examples": 1})}))
+
+
+def test_handler_refuses_messages_without_the_protocol_record():
+    from flwr.app import Context, Message
+
+    from secagg_rec.flower import make_secagg_handler
+
+    handler = make_secagg_handler(lambda m, c: (np.zeros(3), 1.0))
+    act_as_server_task()
+    msg = Message(RecordDict(), 5, "train")
+    msg.metadata.__dict__["_message_id"] = "x"
+    ctx = Context(run_id=1, node_id=5, node_config={}, state=RecordDict(), run_config={})
+    reply = handler(msg, ctx)
+    assert reply.has_error() and "only answers secure-aggregation" in reply.error.reason
