@@ -271,7 +271,8 @@ class ProcessPoolClients:
             if msg[0] == "raise":
                 self._broken = True
                 exc, text = msg[1], msg[2]
-                exc.add_note(f"in client worker {w}:\n{text}")
+                if hasattr(exc, "add_note"):  # Python >= 3.11
+                    exc.add_note(f"in client worker {w}:\n{text}")
                 raise exc
             return msg
 
