@@ -147,3 +147,26 @@ def test_model_matches_an_emulated_network_within_its_stated_error():
     assert np.array_equal(emulated.downlink, down)
     assert np.array_equal(emulated.latency, lat) and np.array_equal(emulated.uplink, up)
     assert [s.missing for s in emulated.profile.stages] == [0, 0, 1, 0, 0]
+
+
+def test_validation_rows_report_both_predictions():
+    from secagg_rec.sim.emulate import validate_cost_model
+
+    rows = validate_cost_model(((6, 4, 200, "2Mbps", "8Mbps", "40ms"),), seeds=1)
+    (row,) = rows
+    assert row["ok"] and row["client_cores"] == 1
+    assert row["error"] == pytest.approx(row["predicted_s"] / row["emulated_s"] - 1)
+    assert row["error_ahead"] == pytest.approx(row["predicted_ahead_s"] / row["emulated_s"] - 1)
+    assert abs(row["error"]) <= STATED_ERROR
+    assert 0.5 < row["network_share"] <= 1
+
+
+@pytest.mark.slow
+def test_bench_costmodel_cli(capsys):
+    import json
+
+    from secagg_rec.cli import main
+
+    assert main(["bench", "costmodel", "--seeds", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["rows"]) == 4 and out["abs_error_max"] >= out["abs_error_median"]
