@@ -41,6 +41,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--negatives", type=int, default=S, help="negatives per positive (4)")
     p.add_argument("--server-optimizer", choices=("fedavg", "fedavgm", "fedadam"), default=S)
     p.add_argument("--server-lr", type=float, default=S)
+    p.add_argument("--server-lr-schedule", choices=("constant", "cosine"), default=S)
     p.add_argument("--update-clip", type=float, default=S,
                    help="per-coordinate bound of an update before upload")
     p.add_argument("--dp", action="store_true", default=S, help="local DP-SGD (Opacus)")

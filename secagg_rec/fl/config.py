@@ -17,7 +17,7 @@ from typing import Any
 import tomllib
 
 from secagg_rec.fl.local import LOCAL_OPTIMIZERS
-from secagg_rec.fl.server_opt import SERVER_OPTIMIZERS
+from secagg_rec.fl.server_opt import LR_SCHEDULES, SERVER_OPTIMIZERS
 
 __all__ = ["FederatedConfig", "load_config_file", "parse_partition"]
 
@@ -59,7 +59,8 @@ class FederatedConfig:
         local_weight_decay:
             local training (see :class:`~secagg_rec.fl.local.LocalConfig`).
         negatives: sampled negatives per positive, >= 0.
-        server_optimizer: ``fedavg``, ``fedavgm`` or ``fedadam``; server_lr > 0.
+        server_optimizer: ``fedavg``, ``fedavgm`` or ``fedadam``; server_lr > 0;
+        server_lr_schedule: ``constant`` or ``cosine`` (decays over ``rounds``).
         update_clip: per-coordinate bound applied to every update before upload
             (both with and without secure aggregation), > 0.
         secagg: aggregate through the secure-aggregation protocol.
@@ -99,6 +100,7 @@ class FederatedConfig:
     negatives: int = 4
     server_optimizer: str = "fedavgm"
     server_lr: float = 1.0
+    server_lr_schedule: str = "constant"
     update_clip: float = 1.0
     secagg: bool = True
     bits: int = 32
@@ -139,6 +141,8 @@ class FederatedConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {v!r}")
         if self.local_optimizer not in LOCAL_OPTIMIZERS:
             raise ValueError(f"local-optimizer must be one of {LOCAL_OPTIMIZERS}")
+        if self.server_lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"server-lr-schedule must be one of {LR_SCHEDULES}")
         if self.server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(f"server-optimizer must be one of {SERVER_OPTIMIZERS}")
         if not 0.0 <= self.dropout <= 0.5:
@@ -167,8 +171,10 @@ class FederatedConfig:
     def training_key(self) -> dict[str, Any]:
         """The options that determine the trained model (for resuming checks)."""
         d = self.to_dict()
-        for k in ("out", "eval_every", "patience", "rounds", "eval_refit_epochs"):
+        for k in ("out", "eval_every", "patience", "eval_refit_epochs"):
             d.pop(k)
+        if self.server_lr_schedule == "constant":
+            d.pop("rounds")  # more rounds only continue the same run
         return d
 
 

@@ -15,11 +15,30 @@ State is plain numpy arrays, so it checkpoints with the rest of the run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SERVER_OPTIMIZERS", "ServerOptimizer"]
+__all__ = ["LR_SCHEDULES", "SERVER_OPTIMIZERS", "ServerOptimizer", "lr_scale"]
+
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
+def lr_scale(schedule: str, round_index: int, rounds: int) -> float:
+    """Multiplier of the server learning rate in round ``round_index`` (1-based).
+
+    ``constant``: 1. ``cosine``: ``0.5 (1 + cos(pi (r - 1) / rounds))``, from 1 down to
+    nearly 0 at the last round, which lets the model settle instead of oscillating.
+
+    Raises:
+        ValueError: unknown schedule.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (round_index - 1) / max(rounds, 1)))
+    raise ValueError(f"server lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
 
 SERVER_OPTIMIZERS: tuple[str, ...] = ("fedavg", "fedavgm", "fedadam")
 
@@ -56,8 +75,10 @@ class ServerOptimizer:
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError("beta1 and beta2 must be in [0, 1)")
 
-    def step(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    def step(self, x: np.ndarray, delta: np.ndarray, lr_scale: float = 1.0) -> np.ndarray:
         """Return the new global vector (``x`` is not modified).
+
+        ``lr_scale`` multiplies the learning rate for this step (a schedule).
 
         Raises:
             ValueError: shapes differ or ``delta`` is not finite.
@@ -67,18 +88,19 @@ class ServerOptimizer:
         if not np.all(np.isfinite(delta)):
             raise ValueError("mean update contains NaN or infinity")
         d = delta.astype(np.float64)
+        lr = self.lr * lr_scale
         if self.name == "fedavg":
-            return (x + self.lr * d).astype(x.dtype)
+            return (x + lr * d).astype(x.dtype)
         if self.m is None:
             self.m = np.zeros_like(d)
         if self.name == "fedavgm":
             self.m = self.beta1 * self.m + d
-            return (x + self.lr * self.m).astype(x.dtype)
+            return (x + lr * self.m).astype(x.dtype)
         if self.v is None:
             self.v = np.zeros_like(d)
         self.m = self.beta1 * self.m + (1 - self.beta1) * d
         self.v = self.beta2 * self.v + (1 - self.beta2) * d * d
-        return (x + self.lr * self.m / (np.sqrt(self.v) + self.tau)).astype(x.dtype)
+        return (x + lr * self.m / (np.sqrt(self.v) + self.tau)).astype(x.dtype)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Moment arrays for checkpoints (empty before the first step)."""

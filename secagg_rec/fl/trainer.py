@@ -44,7 +44,7 @@ from secagg_rec.fl.aggregate import PlainAggregator, SecureAggregator
 from secagg_rec.fl.batched import BatchedLocalTrainer, ClientData
 from secagg_rec.fl.config import FederatedConfig, parse_partition
 from secagg_rec.fl.local import ClientUpdate, LocalConfig, UserStore
-from secagg_rec.fl.server_opt import ServerOptimizer
+from secagg_rec.fl.server_opt import ServerOptimizer, lr_scale
 from secagg_rec.fl.vector import load_shared_vector, shared_vector
 from secagg_rec.rec.models import RecommenderModel
 from secagg_rec.secagg.driver import STAGES
@@ -447,7 +447,9 @@ def train_federated(
                     {u.client: float(u.examples) for u in updates},
                     dropouts=dropouts, round_index=r, on_upload=on_upload,
                 )
-                x = server.step(x, agg.mean)
+                x = server.step(
+                    x, agg.mean, lr_scale(config.server_lr_schedule, r, config.rounds)
+                )
                 entry.update(included=len(agg.included), aggregate_seconds=agg.seconds,
                              loss=float(np.mean([u.loss for u in updates])))
                 if config.secagg:
