@@ -5,21 +5,25 @@ Imports torch and opacus; :mod:`secagg_rec.privacy` imports it only when
 
 How a step works (``grad_sample_mode="ghost"``):
 
-1. **Forward** — Opacus's ghost-clipping hooks (:class:`GhostClippingHooks`, attached
-   to the user's module in place) keep each layer's input.
+1. **Forward** — hooks (:class:`GhostClippingHooks`, a subclass of Opacus's
+   ghost-clipping hooks, attached to the user's module in place) keep each layer's
+   input and, for ``nn.Linear``/``nn.Embedding``, put a pre-hook on the autograd node
+   that produced the layer's output.
 2. **Backward** — the user's ordinary ``loss.backward()``. For every layer the hooks
-   receive the per-example output gradients ``g_i`` (rescaled by Opacus for a
-   ``"mean"`` loss) and compute per-example gradient *norms* without materialising
-   per-example gradients: ``|g_i|·|a_i|`` for ``nn.Linear``, a sum over distinct ids for
-   ``nn.Embedding`` ("ghost norms", as Opacus). Layers without a norm sampler get
-   per-example gradients from Opacus (its grad samplers or functorch).
+   receive the per-example output gradients ``g_i`` (a ``"mean"`` loss is undone by
+   the batch size, Opacus's convention) and compute per-example gradient *norms*
+   without materialising per-example gradients: ``|g_i|·|a_i|`` for ``nn.Linear``, a
+   sum over distinct ids for ``nn.Embedding`` ("ghost norms", as Opacus). Other layers
+   with parameters go through Opacus's own hooks and get per-example gradients from
+   its grad samplers or functorch.
 3. **Step** — the optimizer takes the clip factors ``c_i = min(1, C/|∇ℓ_i|)`` over all
-   parameters and rebuilds each parameter's gradient as ``Σ c_i ∇ℓ_i`` from the inputs
-   and output gradients the hooks already hold ("book-keeping", Bu et al. 2023):
-   ``Σ c_i g_i a_iᵀ`` for a linear weight, a scatter-add of ``c_i g_it`` into the rows
-   ``x_it`` for an embedding. This replaces the unclipped gradient autograd computed.
-   Then Opacus's optimizer adds ``N(0, (σC)²)`` noise, divides by the expected batch
-   size (``"mean"``) and calls the user's optimizer.
+   parameters and sets each parameter's gradient to ``(Σ c_i ∇ℓ_i + N(0, σ²C²)) / B``
+   (B = expected batch size for a ``"mean"`` loss, 1 for ``"sum"``), Opacus's DP-SGD
+   update: the noise is drawn first and the clipped sum is added into it, rebuilt from
+   the inputs and output gradients the hooks already hold ("book-keeping", Bu et al.
+   2023) — ``Σ c_i g_i a_iᵀ`` for a linear weight, a scatter-add of ``c_i g_it`` into
+   rows ``x_it`` for an embedding. This replaces the unclipped gradient autograd
+   computed; then the user's optimizer steps (through Opacus's optimizer wrapper).
 
 Opacus's own ghost mode gets ``Σ c_i ∇ℓ_i`` from a second backward pass over
 ``Σ c_i ℓ_i``, which needs the per-example losses and therefore a wrapped criterion in

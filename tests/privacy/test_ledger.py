@@ -271,12 +271,7 @@ def test_two_concurrent_writers_leave_the_right_total(tmp_path):
 def test_two_racing_writers_never_overspend_together(tmp_path):
     allowed = 7
     with PrivacyLedger(tmp_path / "ledger.db") as led:
-        led.set_budget(
-            "shared",
-            epsilon=epsilon([EVENT] * allowed, 1e-5, "rdp"),
-            delta=1e-5,
-            accountant="rdp",
-        )
+        led.set_budget("shared", epsilon=epsilon([EVENT] * allowed, 1e-5), delta=1e-5)
     counts = _writers(tmp_path, tries=6)
     assert sum(counts) == allowed
     with PrivacyLedger(tmp_path / "ledger.db") as led:
