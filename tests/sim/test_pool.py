@@ -99,3 +99,23 @@ def test_worker_errors_reach_the_caller_and_bad_arguments_fail_first():
         run_round_pool(cfg, SeededInputs(cfg.bits, cfg.dim), workers=0)
     with pytest.raises(ValueError, match="dropout schedule"):
         run_round_pool(cfg, SeededInputs(cfg.bits, cfg.dim), dropouts={99: "masked"})
+
+
+def test_clients_of_one_runner_share_one_survivor_list():
+    """The runner interns the consistency request's survivor list (memory O(n), not
+    O(n^2)); the round is unchanged."""
+    from secagg_rec.secagg.driver import LocalClients, drive_round
+
+    cfg, _ = make_config(30, threshold=4, neighbors=6, bits=32, dim=16)
+    inputs = SeededInputs(cfg.bits, cfg.dim)
+    drops = {4: "masked", 9: "masked"}
+    runner = LocalClients(cfg, inputs, rng_factory=DeterministicRandom)
+    shared = drive_round(cfg, runner, dropouts=drops)
+    plain = run_round(cfg, inputs, dropouts=drops, rng_factory=DeterministicRandom)
+    _same_round(shared, plain)
+    lists = [getattr(c, "_survivors", None) for c in runner.clients.values()]
+    lists = [s for s in lists if s]
+    if not lists:
+        pytest.skip("ClientSession no longer keeps the survivor list as _survivors")
+    assert len(lists) == 28 and len({id(s) for s in lists}) == 1
+    assert lists[0] == shared.survivors
