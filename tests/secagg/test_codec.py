@@ -109,7 +109,7 @@ def test_id_sets_use_the_shorter_canonical_form():
     assert codec.encode(a) == codec.encode(SAMPLES[6])
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_decode_error(data):
     with contextlib.suppress(DecodeError):
@@ -119,7 +119,7 @@ def test_random_bytes_raise_only_decode_error(data):
 _VALID = [codec.encode(m) for m in SAMPLES]
 
 
-@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(_VALID),
     st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
