@@ -143,18 +143,21 @@ def handle_secagg_message(
 
     Returns:
         The reply: the protocol frame of this stage, or an error reply (code
-        :data:`~secagg_rec.flower.wire.SECAGG_ERROR_CODE`) when the client refuses;
-        a refusal wipes the session. An error reply of ``update_fn`` is passed on.
+        :data:`~secagg_rec.flower.wire.SECAGG_ERROR_CODE`) when the client refuses.
+        Refusing a stage message wipes the session; refusing a new round's setup
+        leaves the current session alone. An error reply of ``update_fn`` is passed on.
 
     Raises:
         Whatever ``update_fn`` raises (the session is wiped first).
     """
     policy = policy or ClientPolicy()
     store = SessionStore(context.state)
+    owns_state = False  # a refused setup leaves any current session alone
     try:
         envelope = unpack(msg.content)
         if envelope.stage == "advertise":
             setup = setup_from_record(envelope.record, policy, last_round=store.last_round)
+            owns_state = True
             store.wipe()
             user_msg = msg
             msg_content = msg.content
@@ -184,6 +187,7 @@ def handle_secagg_message(
                 setup.config.n,
             )
         else:
+            owns_state = True
             if envelope.frame is None:
                 raise RemoteProtocolError(f"stage {envelope.stage!r} message carries no frame")
             frame, session = store.step(envelope.frame, policy)
@@ -202,7 +206,8 @@ def handle_secagg_message(
         logger.warning("secagg: refusing to send this update: %s", exc)
         return _refuse(msg, "the client could not encode its update (details kept locally)")
     except (SecAggError, ValueError) as exc:
-        store.wipe()
+        if owns_state:
+            store.wipe()
         logger.warning("secagg: refusing: %s: %s", type(exc).__name__, exc)
         return _refuse(msg, f"{type(exc).__name__}: {exc}")
 

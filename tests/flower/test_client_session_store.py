@@ -114,3 +114,22 @@ def test_replay_rebuilds_the_same_secrets():
     reply = app(grid.requests[(NODES[3], "masked")], context)
     assert not reply.has_error()
     assert bytes(reply.content["secagg_rec.frame"]["frame"].data) == frames[NODES[3]][2]
+
+
+def test_refused_setup_leaves_the_running_session_alone():
+    app = handler_app()
+    grid = FakeGrid(app, NODES)
+    victim = NODES[0]
+    refused = []
+
+    def replay_setup(report):
+        if report.stage == "advertise":
+            # The same round's setup again: refused as a replay, the session survives.
+            reply = app(grid.requests[(victim, "advertise")], grid.contexts[victim])
+            refused.append(reply.error.reason if reply.has_error() else None)
+            assert SESSION_RECORD in grid.contexts[victim].state
+
+    result = SecAggWorkflow(SETTINGS, on_stage=replay_setup).run_round(grid, dim=DIM)
+    assert refused and "not after round 0" in refused[0]
+    assert result.ok and victim in result.survivors
+    assert np.array_equal(result.aggregate, _expected(result, {}).aggregate)
