@@ -53,6 +53,7 @@ class FederatedConfig:
         data: dataset directory or ratings file (movielens); ``None`` for synthetic.
         model: ``"mf"``, ``"gmf"``, ``"neumf"`` or ``"logreg"``.
         factors: embedding size, >= 1.
+        item_bias: MF only: add a learned (shared) per-item bias.
         rounds: federated rounds, >= 1 (the best round is chosen on validation).
         clients_per_round: clients sampled per round, >= 2 (capped at the client count).
         local_epochs, local_user_epochs, local_batch_size, local_lr, local_optimizer,
@@ -89,6 +90,7 @@ class FederatedConfig:
     data: str | None = None
     model: str = "mf"
     factors: int = 32
+    item_bias: bool = False
     rounds: int = 60
     clients_per_round: int = 200
     local_epochs: int = 1
