@@ -29,7 +29,10 @@ def register(subparsers: Any) -> None:
                    help="MovieLens directory, ratings file, or a fetched name (ml-100k)")
     p.add_argument("--model", choices=("mf", "gmf", "neumf", "logreg"), default=S)
     p.add_argument("--factors", type=int, default=S, help="embedding size (default 32)")
-    p.add_argument("--item-bias", action="store_true", default=S, help="MF: per-item bias")
+    bias = p.add_mutually_exclusive_group()
+    bias.add_argument("--item-bias", dest="item_bias", action="store_true", default=S,
+                      help="MF: learned per-item bias (default)")
+    bias.add_argument("--no-item-bias", dest="item_bias", action="store_false", default=S)
     p.add_argument("--rounds", type=int, default=S)
     p.add_argument("--clients-per-round", type=int, default=S)
     p.add_argument("--local-epochs", type=int, default=S)

@@ -53,7 +53,7 @@ class FederatedConfig:
         data: dataset directory or ratings file (movielens); ``None`` for synthetic.
         model: ``"mf"``, ``"gmf"``, ``"neumf"`` or ``"logreg"``.
         factors: embedding size, >= 1.
-        item_bias: MF only: add a learned (shared) per-item bias.
+        item_bias: add a learned (shared) per-item bias to MF (ignored by other models).
         rounds: federated rounds, >= 1 (the best round is chosen on validation).
         clients_per_round: clients sampled per round, >= 2 (capped at the client count).
         local_epochs, local_user_epochs, local_batch_size, local_lr, local_optimizer,
@@ -90,7 +90,7 @@ class FederatedConfig:
     data: str | None = None
     model: str = "mf"
     factors: int = 32
-    item_bias: bool = False
+    item_bias: bool = True
     rounds: int = 60
     clients_per_round: int = 200
     local_epochs: int = 1
@@ -102,7 +102,7 @@ class FederatedConfig:
     negatives: int = 4
     server_optimizer: str = "fedavgm"
     server_lr: float = 1.0
-    server_lr_schedule: str = "constant"
+    server_lr_schedule: str = "cosine"
     update_clip: float = 1.0
     secagg: bool = True
     bits: int = 32

@@ -91,9 +91,7 @@ def prepare(config: FederatedConfig, dataset: Any | None = None) -> Setup:
     options: dict[str, Any] = {}
     if config.model != "logreg":
         options["factors"] = config.factors
-    if config.item_bias:
-        if config.model != "mf":
-            raise ValueError("--item-bias is for --model mf only")
+    if config.item_bias and config.model == "mf":
         options["item_bias"] = True
     model = build_model(config.model, split.n_users, split.n_items, seed=config.seed, **options)
     counts = np.diff(split.train_indptr)
