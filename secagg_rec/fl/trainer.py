@@ -11,7 +11,8 @@ Each round:
 3. each clips its update per coordinate to ``update_clip``;
 4. a share ``dropout`` of the round's clients vanish at a random protocol stage;
 5. the updates of those whose upload completed are averaged, weighted by example
-   count — through secure aggregation (weight inside the masked vector) or in the
+   count (uniformly under DP, where the summed counts would leak outside DP-SGD's
+   guarantee) — through secure aggregation (weight inside the masked vector) or in the
    clear;
 6. the server optimizer moves the global vector;
 7. every ``eval_every`` rounds the model is scored on validation; the best round is
@@ -360,7 +361,9 @@ def train_federated(
     store = UserStore(model)
     x = shared_vector(model)
     server = ServerOptimizer(name=config.server_optimizer, lr=config.server_lr)
-    weight_max = float(setup.client_examples.max())
+    # FedAvg weights are example counts, masked inside the vector. Under DP they are
+    # uniform: the revealed sum of counts would depend on the data outside DP-SGD.
+    weight_max = 1.0 if config.dp else float(setup.client_examples.max())
     aggregator: PlainAggregator | SecureAggregator
     if config.secagg:
         aggregator = SecureAggregator(
@@ -446,7 +449,7 @@ def train_federated(
             try:
                 agg = aggregator.aggregate(
                     {u.client: u.delta for u in updates},
-                    {u.client: float(u.examples) for u in updates},
+                    {u.client: 1.0 if config.dp else float(u.examples) for u in updates},
                     dropouts=dropouts, round_index=r, on_upload=on_upload,
                 )
                 x = server.step(
