@@ -139,6 +139,9 @@ def register(subparsers: Any) -> None:
     sweep.add_argument("--failure-trials", type=int, default=2000,
                        help="Monte Carlo rounds per (n, k, t, dropout) (0: skip)")
     sweep.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
+    sweep.add_argument("--repeats", type=int, default=1,
+                       help="rounds per grid point, walking the grid forwards then backwards; "
+                       "timings are medians (for a machine shared with other work)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -248,20 +251,23 @@ def _run_sweep(args: argparse.Namespace, network: Any) -> int:
         network=network,
         failure_trials=args.failure_trials,
         workers=args.workers,
+        repeats=args.repeats,
     )
     out_dir = args.out or "secagg-sweep"
-    outer = tqdm(total=spec.size, desc="sweep", unit="round", disable=None, file=sys.stderr)
+    total = spec.size * spec.repeats
+    outer = tqdm(total=total, desc="sweep", unit="round", disable=None, file=sys.stderr)
     progress, bars = _stage_bars()
 
     def on_point(i: int, total: int, p: Any) -> None:
         outer.n = i
+        outer.refresh()
         outer.set_postfix_str(
             f"n={p.clients} m={p.dim} dropout={p.dropout:g} {neighbours_label(p)}"
         )
         bars.clear()
 
     result = run_sweep(spec, on_point=on_point, on_progress=progress)
-    outer.n = spec.size
+    outer.n = total
     outer.set_postfix_str("failure analysis and plots")
     files = write_sweep(result, out_dir, spec=spec, plots=not args.no_plots,
                         command=_command_line(args, out_dir))
@@ -285,7 +291,8 @@ def _command_line(args: argparse.Namespace, out_dir: str) -> list[str]:
            "--neighbors", ",".join(map(str, args.neighbors)),
            "--drop-stage", args.drop_stage, "--seed", str(args.seed),
            "--corrupt", f"{args.corrupt:g}", "--workers", str(args.workers),
-           "--failure-trials", str(args.failure_trials), "--out", out_dir]
+           "--failure-trials", str(args.failure_trials), "--repeats", str(args.repeats),
+           "--out", out_dir]
     for flag, value in (("--threshold", args.threshold), ("--bits", args.bits),
                         ("--uplink", args.uplink), ("--downlink", args.downlink),
                         ("--server-bandwidth", args.server_bandwidth),

@@ -44,6 +44,7 @@ __all__ = [
     "FAILURE_COLUMNS",
     "SCHEMA",
     "SWEEP_COLUMNS",
+    "TIMING_COLUMNS",
     "SweepResult",
     "SweepSpec",
     "grid_points",
@@ -90,6 +91,7 @@ SWEEP_COLUMNS: tuple[str, ...] = (
     "peak_rss_mb",
     "peak_rss_total_mb",
     "workers",
+    "repeats",
     "seed",
     *(f"{stage}_{name}" for stage in STAGES for name in _STAGE_FIELDS),
     "est_round_seconds",
@@ -144,6 +146,7 @@ class SweepSpec:
         failure_dropouts: dropout rates of the failure analysis (default 0 to 0.6
             in steps of 0.05, plus the grid's own).
         workers: client worker processes per round.
+        repeats: rounds per grid point, interleaved; timings are their medians.
 
     Raises:
         ValueError: an empty or duplicated list, or a value out of range.
@@ -163,6 +166,7 @@ class SweepSpec:
     failure_trials: int = 2000
     failure_dropouts: Sequence[float] | None = None
     workers: int = 1
+    repeats: int = 1
 
     def __post_init__(self) -> None:
         for name in ("clients", "dims", "dropouts", "neighbors"):
@@ -173,6 +177,8 @@ class SweepSpec:
             raise ValueError(f"failure_trials must be an int >= 0, got {self.failure_trials!r}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"--workers must be an int >= 1, got {self.workers!r}")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"--repeats must be an int >= 1, got {self.repeats!r}")
         if self.failure_dropouts is not None:
             fd = tuple(float(d) for d in self.failure_dropouts)
             if not fd or any(not 0 <= d < 1 for d in fd):
@@ -282,47 +288,93 @@ def _invalid_row(p: SimulationSpec, reason: str) -> dict[str, Any]:
     return row
 
 
+#: Timing columns: with ``repeats > 1`` these are medians over the repeats.
+TIMING_COLUMNS: tuple[str, ...] = (
+    "client_seconds_mean",
+    "client_seconds_max",
+    "server_seconds",
+    "wall_seconds",
+    *(f"{stage}_{name}" for stage in STAGES for name in _STAGE_FIELDS if "seconds" in name),
+    "est_round_seconds",
+    "est_round_p10_seconds",
+    "est_round_p90_seconds",
+    "est_compute_only_seconds",
+)
+
+
+def _one_point(spec: SweepSpec, p: SimulationSpec,
+               on_progress: Callable[[str, int, int], None] | None) -> dict[str, Any]:
+    try:
+        run = run_simulation(p, on_progress=on_progress, workers=spec.workers)
+    except ValueError as exc:
+        return _invalid_row(p, str(exc))
+    row = _row_from_summary(p, run.summary)
+    if spec.network is not None:
+        est = estimate_round_time(
+            RoundProfile.from_result(run.result, run.config.client_ids), spec.network,
+            seed=spec.seed,
+        )
+        row.update(
+            est_round_seconds=est.seconds,
+            est_round_p10_seconds=est.p10,
+            est_round_p90_seconds=est.p90,
+            est_compute_only_seconds=est.compute_only_seconds,
+        )
+    row["stages"] = run.summary["stages"]
+    return row
+
+
+def _median_row(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    row = dict(runs[0])
+    row["repeats"] = len(runs)
+    if len(runs) > 1 and row["status"] != "invalid":
+        for col in TIMING_COLUMNS:
+            values = [r[col] for r in runs if r.get(col) is not None]
+            if values:
+                row[col] = float(np.median(values))
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] or 0.0 for r in runs)
+        row["peak_rss_total_mb"] = max(r["peak_rss_total_mb"] or 0.0 for r in runs)
+    return row
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
     on_point: Callable[[int, int, SimulationSpec], None] | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> SweepResult:
-    """Run every grid point, then the failure analysis.
+    """Run every grid point (``spec.repeats`` times), then the failure analysis.
+
+    With repeats, the grid is walked forwards, then backwards, and so on, so that a
+    machine whose speed drifts (other work starting or stopping) affects every point
+    alike; timing columns (:data:`TIMING_COLUMNS`) are the medians over the repeats,
+    everything else (bytes, errors, survivors: the same in every repeat) and the
+    per-stage ``stages`` list come from the first.
 
     Args:
         spec: the grid.
-        on_point: called as ``(index, total, point)`` before each round.
+        on_point: called as ``(index, total, point)`` before each round
+            (``total = size * repeats``).
         on_progress: passed to each round (``(stage, done, total)``).
 
     Returns:
         A :class:`SweepResult`; invalid points and aborted rounds are rows too.
     """
     points = grid_points(spec)
-    rows: list[dict[str, Any]] = []
+    runs: list[list[dict[str, Any]]] = [[] for _ in points]
     started = machine_info()
-    for i, p in enumerate(points):
-        if on_point is not None:
-            on_point(i, len(points), p)
-        try:
-            run = run_simulation(p, on_progress=on_progress, workers=spec.workers)
-        except ValueError as exc:
-            rows.append(_invalid_row(p, str(exc)))
-            continue
-        row = _row_from_summary(p, run.summary)
-        if spec.network is not None:
-            est = estimate_round_time(
-                RoundProfile.from_result(run.result, run.config.client_ids), spec.network,
-                seed=spec.seed,
-            )
-            row.update(
-                est_round_seconds=est.seconds,
-                est_round_p10_seconds=est.p10,
-                est_round_p90_seconds=est.p90,
-                est_compute_only_seconds=est.compute_only_seconds,
-            )
-        row["stages"] = run.summary["stages"]
-        rows.append(row)
+    total = len(points) * spec.repeats
+    done = 0
+    for r in range(spec.repeats):
+        order = range(len(points)) if r % 2 == 0 else range(len(points) - 1, -1, -1)
+        for i in order:
+            if on_point is not None:
+                on_point(done, total, points[i])
+            done += 1
+            if runs[i] and runs[i][0]["status"] == "invalid":
+                continue  # cannot be configured: nothing to repeat
+            runs[i].append(_one_point(spec, points[i], on_progress))
+    rows = [_median_row(rs) for rs in runs]
     failure = _failure_rows(spec, points, rows)
     return SweepResult(
         rows=rows,
@@ -440,6 +492,7 @@ def write_sweep(
             "seed": spec.seed,
             "corrupt": spec.corrupt,
             "workers": spec.workers,
+            "repeats": spec.repeats,
             "failure_trials": spec.failure_trials,
         }
     doc = {

@@ -54,6 +54,20 @@ def test_grid_order_and_validation():
         SweepSpec(clients=(10,), dims=(5,), dropouts=(1.5,))
     with pytest.raises(ValueError, match="--clients must be"):
         SweepSpec(clients=(1,), dims=(5,))
+    with pytest.raises(ValueError, match="--repeats"):
+        SweepSpec(clients=(10,), dims=(5,), repeats=0)
+
+
+def test_repeats_walk_the_grid_both_ways_and_take_medians():
+    spec = SweepSpec(clients=(4,), dims=(3,), dropouts=(0.0, 0.25), neighbors=("full", 3),
+                     failure_trials=0, repeats=3)
+    seen = []
+    result = run_sweep(spec, on_point=lambda i, total, p: seen.append((i, total, p.dropout,
+                                                                       p.neighbors)))
+    assert [s[0] for s in seen] == list(range(12)) and {s[1] for s in seen} == {12}
+    forward = [(d, k) for d in (0.0, 0.25) for k in ("full", 3)]
+    assert [s[2:] for s in seen] == forward + forward[::-1] + forward
+    assert all(r["repeats"] == 3 for r in result.rows) and result.all_ok
 
 
 def test_csv_schema_and_rows(swept):
@@ -133,7 +147,7 @@ def test_plots_are_pngs(swept):
 
 def test_cli_sweep_mode(tmp_path, capsys):
     code = main(["simulate", "--clients", "6,8", "--dim", "1e1", "--neighbors", "full,2",
-                 "--dropout", "0,0.2", "--failure-trials", "20", "--no-plots",
+                 "--dropout", "0,0.2", "--failure-trials", "20", "--no-plots", "--repeats", "2",
                  "--out", str(tmp_path), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["ok"] is True
@@ -141,6 +155,7 @@ def test_cli_sweep_mode(tmp_path, capsys):
         8, 8, 0, 0)
     assert (tmp_path / "sweep.csv").is_file() and (tmp_path / "sweep.json").is_file()
     assert not (tmp_path / "client_compute_vs_n.png").exists()
+    assert all(r["repeats"] == 2 for r in out["rows"])
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert doc["command"][:6] == ["secagg-rec", "simulate", "--clients", "6,8", "--dim", "10"]
 
