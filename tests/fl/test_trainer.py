@@ -66,7 +66,10 @@ def test_no_user_embedding_leaves_a_client(secagg):
         assert vec.ndim == 1
         assert vec.shape[0] == (dim + 1 if secagg else dim)  # shared rows (+ the weight word)
         if not secagg:
-            rows = vec.reshape(model.n_items, -1)
+            # the item embedding table leads the vector (the item bias, if any, follows)
+            n_emb = model.item_embedding.weight.numel()
+            rows = vec[:n_emb].reshape(model.n_items, -1)
+            assert rows.shape[1] == users.shape[1]
             assert np.abs(rows).max() <= config.update_clip
             # no user's embedding row appears among the uploaded rows
             for u in range(users.shape[0]):
