@@ -30,6 +30,7 @@ __all__ = [
     "RemoteProtocolError",
     "SecAggError",
     "ThresholdError",
+    "TrainingDivergedError",
 ]
 
 
@@ -59,6 +60,20 @@ class ThresholdError(SecAggError):
 
 class BudgetExceededError(SecAggError):
     """A planned round would take a client's privacy spend past its budget."""
+
+
+class TrainingDivergedError(SecAggError, ValueError):
+    """Local training produced a NaN or infinite update (learning rate too high).
+
+    Attributes:
+        round: the 1-based federated round.
+        client: the client whose update was not finite.
+    """
+
+    def __init__(self, message: str, *, round: int, client: int):
+        super().__init__(message)
+        self.round = round
+        self.client = client
 
 
 class LedgerError(SecAggError):

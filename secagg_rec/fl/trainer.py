@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from secagg_rec.errors import BudgetExceededError, ThresholdError
+from secagg_rec.errors import BudgetExceededError, ThresholdError, TrainingDivergedError
 from secagg_rec.fl.aggregate import PlainAggregator, SecureAggregator
 from secagg_rec.fl.batched import BatchedLocalTrainer, ClientData
 from secagg_rec.fl.config import FederatedConfig, parse_partition
@@ -341,6 +341,8 @@ def train_federated(
 
     Raises:
         ValueError: bad configuration, or ``out`` holds a checkpoint of another run.
+        TrainingDivergedError: a client's local update was not finite (the checkpoint
+            of the last good round stays in ``out``).
     """
     if config.centralized:
         return _train_centralized(config, setup)
@@ -437,6 +439,14 @@ def train_federated(
                     updates.append(upd)
         t_train = time.perf_counter() - t_round
         for upd in updates:
+            if not np.all(np.isfinite(upd.delta)):
+                raise TrainingDivergedError(
+                    f"round {r}: client {upd.client}'s local training diverged (its update "
+                    f"has NaN or infinite values); lower the local learning rate "
+                    f"(local_lr = {config.local_lr:g}, optimizer {config.local_optimizer}) "
+                    "or the number of local epochs",
+                    round=r, client=upd.client,
+                )
             np.clip(upd.delta, -config.update_clip, config.update_clip, out=upd.delta)
         drop_rng = np.random.default_rng([config.seed, r, 0xD0])
         ids = [u.client for u in updates]

@@ -62,7 +62,7 @@ def test_no_user_embedding_leaves_a_client(secagg):
     dim = shared_dim(model)
     users = model.user_embedding.weight.detach().numpy()
     assert sent
-    for client, vec in sent:
+    for _client, vec in sent:
         assert vec.ndim == 1
         assert vec.shape[0] == (dim + 1 if secagg else dim)  # shared rows (+ the weight word)
         if not secagg:
@@ -135,7 +135,7 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
                 try:
                     if torch.load(ckpt, weights_only=False)["round"] >= 3:
                         break
-                except Exception:  # noqa: BLE001 - file being replaced; retry
+                except Exception:  # the file is being replaced; retry
                     pass
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
@@ -163,3 +163,12 @@ def test_config_file_and_errors(tmp_path):
         FederatedConfig(dp=True)
     with pytest.raises(ValueError, match="partition"):
         FederatedConfig(partition="silo:1")
+
+
+def test_a_diverging_learning_rate_stops_with_a_named_error(tmp_path):
+    from secagg_rec.errors import TrainingDivergedError
+
+    config = _config(model="neumf", local_lr=1e30, rounds=2, out=str(tmp_path / "run"))
+    with pytest.raises(TrainingDivergedError, match="lower the local learning rate") as info:
+        _run(config)
+    assert info.value.round >= 1 and isinstance(info.value.client, int)
