@@ -39,8 +39,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--local-user-epochs", type=int, default=S,
                    help="local epochs moving only the client's own user rows, first")
     p.add_argument("--local-batch-size", type=int, default=S)
-    p.add_argument("--local-lr", type=float, default=S)
-    p.add_argument("--local-optimizer", choices=("sgd", "adam"), default=S)
+    p.add_argument("--local-lr", type=float, default=S,
+                   help="local learning rate (default: 5 with SGD, 0.01 with Adam)")
+    p.add_argument("--local-optimizer", choices=("sgd", "adam"), default=S,
+                   help="default: sgd for mf/gmf/logreg, adam for neumf")
     p.add_argument("--local-weight-decay", type=float, default=S)
     p.add_argument("--negatives", type=int, default=S, help="negatives per positive (4)")
     p.add_argument("--server-optimizer", choices=("fedavg", "fedavgm", "fedadam"), default=S)

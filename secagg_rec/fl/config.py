@@ -24,6 +24,15 @@ __all__ = ["FederatedConfig", "load_config_file", "parse_partition"]
 DATASETS = ("synthetic", "movielens")
 MODELS = ("mf", "gmf", "neumf", "logreg")
 
+#: The local optimizer each model gets when none is given, and the learning rate for
+#: (model, optimizer) when none is given. Chosen on ML-100K validation HR@10
+#: (docs/benchmarks.md#federated-training): plain SGD at lr 5 suits the embedding-only
+#: models; NeuMF's MLP tower diverges there (NaN) and crawls at SGD lr 1, Adam at 0.01
+#: trains it.
+DEFAULT_LOCAL_OPTIMIZER = {"mf": "sgd", "gmf": "sgd", "logreg": "sgd", "neumf": "adam"}
+DEFAULT_LOCAL_LR = {"sgd": 5.0, "adam": 0.01}
+DEFAULT_LOCAL_LR_BY_MODEL = {("neumf", "sgd"): 1.0}
+
 
 def parse_partition(value: str) -> tuple[str, int]:
     """``"device"`` -> ``("device", 0)``; ``"silo:10"`` -> ``("silo", 10)``.
@@ -57,7 +66,10 @@ class FederatedConfig:
         rounds: federated rounds, >= 1 (the best round is chosen on validation).
         clients_per_round: clients sampled per round, >= 2 (capped at the client count).
         local_epochs, local_user_epochs, local_batch_size, local_lr, local_optimizer,
-        local_weight_decay:
+        local_weight_decay: the clients' local training. ``local_optimizer`` and
+            ``local_lr`` left at ``None`` take the model's defaults
+            (:data:`DEFAULT_LOCAL_OPTIMIZER`, :data:`DEFAULT_LOCAL_LR`): SGD at 5 for
+            MF, GMF and logistic regression, Adam at 0.01 for NeuMF.
             local training (see :class:`~secagg_rec.fl.local.LocalConfig`).
         negatives: sampled negatives per positive, >= 0.
         server_optimizer: ``fedavg``, ``fedavgm`` or ``fedadam``; server_lr > 0;
@@ -96,8 +108,8 @@ class FederatedConfig:
     local_epochs: int = 1
     local_user_epochs: int = 3
     local_batch_size: int = 64
-    local_lr: float = 5.0
-    local_optimizer: str = "sgd"
+    local_lr: float | None = None
+    local_optimizer: str | None = None
     local_weight_decay: float = 0.0
     negatives: int = 4
     server_optimizer: str = "fedavgm"
@@ -128,6 +140,13 @@ class FederatedConfig:
             raise ValueError("--dataset movielens needs --data DIR_OR_FILE (or a name to fetch)")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.local_optimizer is None:
+            object.__setattr__(self, "local_optimizer", DEFAULT_LOCAL_OPTIMIZER[self.model])
+        if self.local_optimizer not in LOCAL_OPTIMIZERS:
+            raise ValueError(f"local-optimizer must be one of {LOCAL_OPTIMIZERS}")
+        if self.local_lr is None:
+            object.__setattr__(self, "local_lr", DEFAULT_LOCAL_LR_BY_MODEL.get(
+                (self.model, self.local_optimizer), DEFAULT_LOCAL_LR[self.local_optimizer]))
         for name, low in (
             ("factors", 1), ("rounds", 1), ("clients_per_round", 2), ("local_epochs", 1),
             ("local_user_epochs", 0), ("eval_refit_epochs", 0),
@@ -141,8 +160,6 @@ class FederatedConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {v!r}")
-        if self.local_optimizer not in LOCAL_OPTIMIZERS:
-            raise ValueError(f"local-optimizer must be one of {LOCAL_OPTIMIZERS}")
         if self.server_lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"server-lr-schedule must be one of {LR_SCHEDULES}")
         if self.server_optimizer not in SERVER_OPTIMIZERS:

@@ -1,0 +1,27 @@
+"""FederatedConfig: per-model local optimizer defaults and explicit choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from secagg_rec.fl.config import FederatedConfig
+
+
+@pytest.mark.parametrize(
+    ("model", "optimizer", "lr"),
+    [("mf", "sgd", 5.0), ("gmf", "sgd", 5.0), ("logreg", "sgd", 5.0), ("neumf", "adam", 0.01)],
+)
+def test_each_model_gets_its_local_optimizer_default(model, optimizer, lr):
+    config = FederatedConfig(model=model)
+    assert (config.local_optimizer, config.local_lr) == (optimizer, lr)
+
+
+def test_explicit_choices_win_and_a_lone_optimizer_gets_its_own_lr():
+    assert FederatedConfig(model="neumf", local_optimizer="sgd").local_lr == 1.0
+    assert FederatedConfig(model="mf", local_optimizer="adam").local_lr == 0.01
+    c = FederatedConfig(model="neumf", local_lr=0.003)
+    assert (c.local_optimizer, c.local_lr) == ("adam", 0.003)
+    with pytest.raises(ValueError, match="local-optimizer"):
+        FederatedConfig(local_optimizer="rmsprop")
+    with pytest.raises(ValueError, match="local-lr"):
+        FederatedConfig(local_lr=0.0)
