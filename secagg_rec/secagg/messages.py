@@ -76,6 +76,32 @@ def _check_ids(name: str, ids: Iterable[int]) -> None:
         raise ValueError(f"{name} lists client {dup} twice")
 
 
+# Tuples already found valid and ascending by _canonical_ids, newest first. A server
+# sends one survivor list to each of n clients; without this memo every message would
+# re-check all n ids, O(n^2) per round (about 3 minutes of a 10,000-client simulation).
+# Tuples are immutable and the memo holds them, so an identity hit is always still
+# valid. Replaced whole (never mutated), so concurrent readers are safe.
+_CANONICAL_MEMO: tuple[tuple[int, ...], ...] = ()
+_MEMO_SIZE = 4
+_MEMO_MIN_LEN = 32
+
+
+def _canonical_ids(name: str, ids: Iterable[int]) -> tuple[int, ...]:
+    """Check ``ids`` (:func:`_check_ids`) and return them as an ascending tuple; a
+    tuple that was checked before is returned at once."""
+    global _CANONICAL_MEMO
+    if type(ids) is not tuple:
+        ids = tuple(ids)
+    for known in _CANONICAL_MEMO:
+        if ids is known:
+            return ids
+    _check_ids(name, ids)
+    out = _sorted_ids(ids)
+    if len(out) >= _MEMO_MIN_LEN:
+        _CANONICAL_MEMO = (out, *_CANONICAL_MEMO)[:_MEMO_SIZE]
+    return out
+
+
 def _sorted_ids(ids: Iterable[int]) -> tuple[int, ...]:
     """``ids`` as an ascending tuple; an already ascending tuple is returned as is, so
     one survivor list can be shared by thousands of messages without copies."""
@@ -232,8 +258,7 @@ class ConsistencyRequest(Message):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_u32("receiver", self.receiver)
-        _check_ids("survivors", self.survivors)
-        object.__setattr__(self, "survivors", _sorted_ids(self.survivors))
+        object.__setattr__(self, "survivors", _canonical_ids("survivors", self.survivors))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,10 +292,8 @@ class UnmaskRequest(Message):
         super().__post_init__()
         _check_u32("receiver", self.receiver)
         object.__setattr__(self, "signatures", tuple((int(c), s) for c, s in self.signatures))
-        _check_ids("survivors", self.survivors)
-        _check_ids("dropped", self.dropped)
-        object.__setattr__(self, "survivors", _sorted_ids(self.survivors))
-        object.__setattr__(self, "dropped", _sorted_ids(self.dropped))
+        object.__setattr__(self, "survivors", _canonical_ids("survivors", self.survivors))
+        object.__setattr__(self, "dropped", _canonical_ids("dropped", self.dropped))
         _check_ids("signatures", (c for c, _ in self.signatures))
         for _, sig in self.signatures:
             _check_bytes("signature", sig, (SIG_BYTES,))

@@ -143,3 +143,20 @@ def test_mutated_valid_frames_raise_only_decode_error(data, edits, mode):
         return
     # If it decoded, it re-encodes to exactly the same bytes (canonical encoding).
     assert codec.encode(msg) == bytes(buf)
+
+
+def test_id_lists_shared_by_many_messages_are_checked_once_and_stay_canonical():
+    survivors = tuple(range(0, 200, 2))
+    first = ConsistencyRequest(session_id=SID, round_index=3, receiver=1, survivors=survivors)
+    second = UnmaskRequest(session_id=SID, round_index=3, receiver=2, survivors=survivors,
+                           dropped=(5,))
+    assert first.survivors is survivors and second.survivors is survivors
+    # a generator or an unsorted list still comes out as an ascending tuple
+    unsorted = ConsistencyRequest(session_id=SID, round_index=3, receiver=1,
+                                  survivors=(c for c in reversed(survivors)))
+    assert unsorted.survivors == survivors
+    # a bad list is refused every time: it never becomes "known"
+    bad = (*range(100), 3)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="twice"):
+            ConsistencyRequest(session_id=SID, round_index=3, receiver=1, survivors=bad)
