@@ -84,8 +84,25 @@ def _blob(b: bytes) -> bytes:
     return _U16.pack(len(b)) + b
 
 
+# (ids, encoding) of the last few large id tuples encoded: a server sends one survivor
+# list to every client, so it is encoded once per round, not once per client. Keyed by
+# identity of immutable tuples the memo holds; replaced whole, never mutated.
+_IDSET_MEMO: tuple[tuple[tuple[int, ...], bytes], ...] = ()
+
+
 def _idset(ids: tuple[int, ...]) -> bytes:
     """Encode an ascending tuple of distinct ids in the shorter idset form."""
+    global _IDSET_MEMO
+    for known, encoded in _IDSET_MEMO:
+        if ids is known:
+            return encoded
+    out = _idset_uncached(ids)
+    if len(ids) >= 32:
+        _IDSET_MEMO = ((ids, out), *_IDSET_MEMO)[:4]
+    return out
+
+
+def _idset_uncached(ids: tuple[int, ...]) -> bytes:
     if not ids:
         return b"\x00" + _u32(0)
     arr = np.asarray(ids, dtype=np.int64)

@@ -79,6 +79,7 @@ class ServerSession:
         self._u3: tuple[int, ...] = ()
         self._survivor_set: frozenset[int] = frozenset()
         self._dropped: tuple[int, ...] = ()
+        self._dropped_set: frozenset[int] = frozenset()
         self._signatures: dict[int, bytes] = {}
         self._u4: frozenset[int] = frozenset()
         self._seed_shares: dict[int, dict[int, bytes]] = {}  # owner -> x -> share
@@ -285,8 +286,8 @@ class ServerSession:
         if msg.sender not in self._u4:
             raise RemoteProtocolError(f"unmask response from client {msg.sender}, not asked")
         holders_of = self._graph.holders
-        survivors = frozenset(self._u3)
-        dropped = frozenset(self._dropped)
+        survivors = self._survivor_set  # sets built once per round: O(n) per reply would
+        dropped = self._dropped_set  # make the unmask stage O(n^2)
         seed_len = shamir.share_size(cfg.seed_bytes)
         key_len = shamir.share_size(32)
         for owner, share in msg.seed_shares:
@@ -339,6 +340,7 @@ class ServerSession:
             for v in sorted(self._u2 - survivors)
             if survivors.intersection(self._graph.neighbors(v))
         )
+        self._dropped_set = frozenset(self._dropped)
         self._check_recoverable(self._u3, "after masked input")
         return {
             u: ConsistencyRequest(**self._common(), receiver=u, survivors=self._u3)
