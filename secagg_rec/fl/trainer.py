@@ -502,7 +502,8 @@ def train_federated(
                 ckpt_path,
             )
         if bar is not None:
-            post = {"val_hr@10": f"{best['val']['HR@10']:.3f}"}
+            best_val = best["val"]["HR@10"]
+            post = {"best_val_hr@10": f"{best_val:.3f}" if best_val >= 0 else "n/a"}
             if "epsilon" in entry:
                 post["eps"] = f"{entry['epsilon']:.3g}"
             bar.set_postfix(post)
