@@ -47,6 +47,7 @@ import numpy as np
 
 from secagg_rec.crypto.prg import word_dtype
 from secagg_rec.errors import DecodeError
+from secagg_rec.secagg._memo import TupleMemo
 from secagg_rec.secagg.messages import (
     MESSAGE_TYPES,
     AdvertiseKeys,
@@ -84,22 +85,18 @@ def _blob(b: bytes) -> bytes:
     return _U16.pack(len(b)) + b
 
 
-# (ids, encoding) of the last few large id tuples encoded: a server sends one survivor
-# list to every client, so it is encoded once per round, not once per client. Keyed by
-# identity of immutable tuples the memo holds; replaced whole, never mutated.
-_IDSET_MEMO: tuple[tuple[tuple[int, ...], bytes], ...] = ()
+# Encodings of the last few large id tuples (see secagg_rec.secagg._memo): a server
+# sends one survivor list to every client, so it is encoded once per round.
+_IDSET_MEMO = TupleMemo[bytes]()
 
 
 def _idset(ids: tuple[int, ...]) -> bytes:
     """Encode an ascending tuple of distinct ids in the shorter idset form."""
-    global _IDSET_MEMO
-    for known, encoded in _IDSET_MEMO:
-        if ids is known:
-            return encoded
-    out = _idset_uncached(ids)
-    if len(ids) >= 32:
-        _IDSET_MEMO = ((ids, out), *_IDSET_MEMO)[:4]
-    return out
+    encoded = _IDSET_MEMO.get(ids)
+    if encoded is None:
+        encoded = _idset_uncached(ids)
+        _IDSET_MEMO.put(ids, encoded)
+    return encoded
 
 
 def _idset_uncached(ids: tuple[int, ...]) -> bytes:

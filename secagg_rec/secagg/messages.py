@@ -33,6 +33,7 @@ from typing import ClassVar
 import numpy as np
 
 from secagg_rec.crypto.prg import MAX_BITS, word_dtype
+from secagg_rec.secagg._memo import TupleMemo
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -76,29 +77,20 @@ def _check_ids(name: str, ids: Iterable[int]) -> None:
         raise ValueError(f"{name} lists client {dup} twice")
 
 
-# Tuples already found valid and ascending by _canonical_ids, newest first. A server
-# sends one survivor list to each of n clients; without this memo every message would
-# re-check all n ids, O(n^2) per round (about 3 minutes of a 10,000-client simulation).
-# Tuples are immutable and the memo holds them, so an identity hit is always still
-# valid. Replaced whole (never mutated), so concurrent readers are safe.
-_CANONICAL_MEMO: tuple[tuple[int, ...], ...] = ()
-_MEMO_SIZE = 4
-_MEMO_MIN_LEN = 32
+# Id tuples already found valid and ascending (see secagg_rec.secagg._memo).
+_CANONICAL = TupleMemo[bool]()
 
 
 def _canonical_ids(name: str, ids: Iterable[int]) -> tuple[int, ...]:
     """Check ``ids`` (:func:`_check_ids`) and return them as an ascending tuple; a
     tuple that was checked before is returned at once."""
-    global _CANONICAL_MEMO
     if type(ids) is not tuple:
         ids = tuple(ids)
-    for known in _CANONICAL_MEMO:
-        if ids is known:
-            return ids
+    if _CANONICAL.get(ids):
+        return ids
     _check_ids(name, ids)
     out = _sorted_ids(ids)
-    if len(out) >= _MEMO_MIN_LEN:
-        _CANONICAL_MEMO = (out, *_CANONICAL_MEMO)[:_MEMO_SIZE]
+    _CANONICAL.put(out, True)
     return out
 
 

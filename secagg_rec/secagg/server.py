@@ -286,8 +286,8 @@ class ServerSession:
         if msg.sender not in self._u4:
             raise RemoteProtocolError(f"unmask response from client {msg.sender}, not asked")
         holders_of = self._graph.holders
-        survivors = self._survivor_set  # sets built once per round: O(n) per reply would
-        dropped = self._dropped_set  # make the unmask stage O(n^2)
+        # sets built once per round (building them per reply made this stage O(n^2))
+        survivors, dropped = self._survivor_set, self._dropped_set
         seed_len = shamir.share_size(cfg.seed_bytes)
         key_len = shamir.share_size(32)
         for owner, share in msg.seed_shares:

@@ -54,6 +54,21 @@ def test_input_leaves_the_state_after_upload_and_the_session_after_unmask():
     assert seen["unmask"] == (False, False)  # and the session once done
 
 
+def _replay_during(app, grid, node, stage, check_state):
+    """An ``on_stage`` hook that, once ``stage`` is reported, sends ``node`` that
+    stage's request again, records the refusal reason (``None`` if accepted) and runs
+    ``check_state`` on the node's state; and the list of recorded reasons."""
+    refused = []
+
+    def hook(report):
+        if report.stage == stage:
+            reply = app(grid.requests[(node, stage)], grid.contexts[node])
+            refused.append(reply.error.reason if reply.has_error() else None)
+            check_state(grid.contexts[node].state)
+
+    return hook, refused
+
+
 def test_second_unmask_request_is_refused():
     app = handler_app()
     grid = FakeGrid(app, NODES)
@@ -68,15 +83,12 @@ def test_out_of_order_message_fails_the_session_which_then_drops_out():
     app = handler_app()
     grid = FakeGrid(app, NODES)
     victim = NODES[0]
-    refused = []
 
-    def replay_share(report):
-        if report.stage == "share":
-            # The victim gets the key broadcast a second time: illegal in its state.
-            reply = app(grid.requests[(victim, "share")], grid.contexts[victim])
-            refused.append(reply.error.reason if reply.has_error() else None)
-            assert SESSION_RECORD not in grid.contexts[victim].state  # wiped
+    def wiped(state):
+        assert SESSION_RECORD not in state
 
+    # The victim gets the key broadcast a second time: illegal in its state.
+    replay_share, refused = _replay_during(app, grid, victim, "share", wiped)
     result = SecAggWorkflow(SETTINGS, on_stage=replay_share).run_round(grid, dim=DIM)
     assert refused and "unexpected KeyBroadcast" in refused[0]
     assert result.ok, result.error
@@ -120,15 +132,12 @@ def test_refused_setup_leaves_the_running_session_alone():
     app = handler_app()
     grid = FakeGrid(app, NODES)
     victim = NODES[0]
-    refused = []
 
-    def replay_setup(report):
-        if report.stage == "advertise":
-            # The same round's setup again: refused as a replay, the session survives.
-            reply = app(grid.requests[(victim, "advertise")], grid.contexts[victim])
-            refused.append(reply.error.reason if reply.has_error() else None)
-            assert SESSION_RECORD in grid.contexts[victim].state
+    def kept(state):
+        assert SESSION_RECORD in state
 
+    # The same round's setup again: refused as a replay, the session survives.
+    replay_setup, refused = _replay_during(app, grid, victim, "advertise", kept)
     result = SecAggWorkflow(SETTINGS, on_stage=replay_setup).run_round(grid, dim=DIM)
     assert refused and "not after round 0" in refused[0]
     assert result.ok and victim in result.survivors
