@@ -19,7 +19,9 @@ How a step works (``grad_sample_mode="ghost"``):
 3. **Step** — the optimizer takes the clip factors ``c_i = min(1, C/|∇ℓ_i|)`` over all
    parameters and sets each parameter's gradient to ``(Σ c_i ∇ℓ_i + N(0, σ²C²)) / B``
    (B = expected batch size for a ``"mean"`` loss, 1 for ``"sum"``), Opacus's DP-SGD
-   update: the noise is drawn first and the clipped sum is added into it, rebuilt from
+   update: the noise (one flat draw per step, made one step ahead on a helper thread
+   by :mod:`secagg_rec.privacy.noise`) becomes the gradients, and the clipped sum is
+   added into it, rebuilt from
    the inputs and output gradients the hooks already hold ("book-keeping", Bu et al.
    2023) — ``Σ c_i g_i a_iᵀ`` for a linear weight, a scatter-add of ``c_i g_it`` into
    rows ``x_it`` for an embedding. This replaces the unclipped gradient autograd
@@ -53,6 +55,7 @@ from opacus.optimizers import DPOptimizer, DPOptimizerFastGradientClipping
 from torch import nn
 
 from secagg_rec.errors import BudgetExceededError, LocalProtocolError
+from secagg_rec.privacy.noise import NoiseStream, split_like
 
 __all__ = [
     "GhostClippingHooks",
@@ -60,9 +63,9 @@ __all__ = [
     "PrivateOptimizer",
     "SessionState",
     "embedding_clipped_sum",
-    "embedding_norm_sample",
+    "embedding_squared_norms",
     "linear_clipped_sum",
-    "linear_norm_sample",
+    "linear_squared_norms",
 ]
 
 # PyTorch warns once per call site that a full backward hook on a module whose inputs
@@ -77,11 +80,16 @@ warnings.filterwarnings(
 ParamTensors = dict[nn.Parameter, torch.Tensor]
 
 
-# ---- per-example gradient norms -------------------------------------------------------
+# ---- per-example squared gradient norms ------------------------------------------------
+
+
+def _rowwise_square_sum(x: torch.Tensor) -> torch.Tensor:
+    """``Σ_j x_ij²`` for each row of a 2-D tensor, ``[B]`` (one kernel)."""
+    return torch.linalg.vecdot(x, x)
 
 
 def _embedding_grads(
-    layer: nn.Embedding, activations: list[torch.Tensor], backprops: torch.Tensor
+    layer: nn.Embedding, ids: torch.Tensor, backprops: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ids ``[B, L]`` and output gradients ``[B, L, D]``, padding positions zeroed.
 
@@ -89,7 +97,6 @@ def _embedding_grads(
     the output gradient is often a strided view (from ``torch.cat``), and a reshape
     would copy it.
     """
-    ids = activations[0]
     grads = backprops
     if ids.dim() != 1:
         batch = ids.shape[0]
@@ -101,63 +108,61 @@ def _embedding_grads(
     return ids, grads
 
 
-def embedding_norm_sample(
-    layer: nn.Embedding, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> ParamTensors:
-    """Per-example L2 norms of ``layer.weight``'s gradient, without materialising it.
+def embedding_squared_norms(
+    layer: nn.Embedding, ids: torch.Tensor, backprops: torch.Tensor
+) -> torch.Tensor:
+    """Per-example squared L2 norms of ``layer.weight``'s gradient, ``[B]``, without
+    materialising the gradient.
 
     Example i looks up ids ``x_i1..x_iL`` and receives output gradients ``g_i1..g_iL``;
     its weight gradient has row ``v`` equal to the sum of ``g_it`` over ``x_it = v``, so
     its squared norm is the sum over distinct ids of ``|sum of g_it|²``. With L = 1 that
     is just ``|g_i1|²``. Worked case: ids ``[[1, 1], [2, 0]]``, gradients
-    ``[[0.2], [0.2]]`` and ``[[0.3], [0.1]]`` (D = 1) give norms ``|0.4| = 0.4`` and
-    ``sqrt(0.3² + 0.1²) = 0.316``.
+    ``[[0.2], [0.2]]`` and ``[[0.3], [0.1]]`` (D = 1) give ``0.4² = 0.16`` and
+    ``0.3² + 0.1² = 0.10``.
 
     Same mathematics as Opacus's sampler, keyed on a 1-D ``row * V + id`` so that it
     needs a 1-D ``torch.unique`` instead of the much slower ``unique(dim=0)``, and with
     ``padding_idx`` honoured.
-
-    Returns:
-        ``{layer.weight: norms}``, norms float ``[B]``.
     """
-    if activations[0].shape[0] == 0:
-        return {layer.weight: backprops.new_zeros(0)}
-    ids, grads = _embedding_grads(layer, activations, backprops)
+    if ids.shape[0] == 0:
+        return backprops.new_zeros(0)
+    ids, grads = _embedding_grads(layer, ids, backprops)
     if ids.dim() == 1:
-        return {layer.weight: torch.linalg.vector_norm(grads, dim=-1)}
+        return _rowwise_square_sum(grads)
     if ids.shape[1] == 1:
-        return {layer.weight: torch.linalg.vector_norm(grads[:, 0, :], dim=-1)}
+        return _rowwise_square_sum(grads[:, 0, :])
     batch, dim = grads.shape[0], grads.shape[-1]
     vocab = layer.num_embeddings
     rows = torch.arange(batch, device=ids.device).unsqueeze(1)
     unique_keys, inverse = torch.unique((rows * vocab + ids).reshape(-1), return_inverse=True)
     summed = grads.new_zeros(unique_keys.numel(), dim)
     summed.index_add_(0, inverse, grads.reshape(-1, dim))
-    squared = grads.new_zeros(batch).index_add_(
+    return grads.new_zeros(batch).index_add_(
         0, torch.div(unique_keys, vocab, rounding_mode="floor"), summed.pow(2).sum(1)
     )
-    return {layer.weight: squared.sqrt()}
 
 
-def linear_norm_sample(
-    layer: nn.Linear, activations: list[torch.Tensor], backprops: torch.Tensor
-) -> ParamTensors:
-    """Per-example gradient norms of ``nn.Linear`` (ghost norm).
+def linear_squared_norms(
+    layer: nn.Linear, activation: torch.Tensor, backprops: torch.Tensor
+) -> torch.Tensor:
+    """Per-example squared gradient norms of ``nn.Linear`` over its trainable weight and
+    bias (ghost norm), ``[B]``.
 
     With one input row per example the weight gradient is the outer product
-    ``g_i a_iᵀ``, whose norm is ``|g_i|·|a_i|``; the bias gradient is ``g_i``. Inputs
-    with extra (sequence) dimensions go to Opacus's general sampler.
+    ``g_i a_iᵀ``, whose squared norm is ``|g_i|²·|a_i|²``; the bias gradient is ``g_i``.
+    Inputs with extra (sequence) dimensions go to Opacus's general sampler.
     """
     if backprops.dim() != 2:
-        return _OPACUS_LINEAR_NORM_SAMPLER(layer, activations, backprops)
-    g_norm = torch.linalg.vector_norm(backprops, dim=1)
-    out: ParamTensors = {}
-    if layer.weight.requires_grad:
-        a_norm = torch.linalg.vector_norm(activations[0].to(backprops.dtype), dim=1)
-        out[layer.weight] = g_norm * a_norm
-    if layer.bias is not None and layer.bias.requires_grad:
-        out[layer.bias] = g_norm
-    return out
+        norms = _OPACUS_LINEAR_NORM_SAMPLER(layer, [activation], backprops)
+        parts = [n.pow(2) for p, n in norms.items() if p.requires_grad]
+        return torch.stack(parts).sum(0)
+    g2 = _rowwise_square_sum(backprops)
+    has_bias = layer.bias is not None and layer.bias.requires_grad
+    if not layer.weight.requires_grad:
+        return g2
+    a2 = _rowwise_square_sum(activation.to(backprops.dtype))
+    return torch.addcmul(g2, g2, a2) if has_bias else g2 * a2
 
 
 _OPACUS_LINEAR_NORM_SAMPLER = GradSampleHooksFastGradientClipping.NORM_SAMPLERS[nn.Linear]
@@ -172,23 +177,26 @@ def _scale_rows(tensor: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
 
 def embedding_clipped_sum(
     layer: nn.Embedding,
-    activations: list[torch.Tensor],
+    ids: torch.Tensor,
     backprops: torch.Tensor,
     coef: torch.Tensor,
     out: ParamTensors,
 ) -> None:
     """Add ``Σ_i c_i ∇_W ℓ_i`` into ``out[layer.weight]``: scatter-add ``c_i g_it`` into
     rows ``x_it`` (positions holding ``padding_idx`` add nothing)."""
-    if not layer.weight.requires_grad or activations[0].shape[0] == 0:
+    if not layer.weight.requires_grad or ids.shape[0] == 0:
         return
-    ids, grads = _embedding_grads(layer, activations, backprops)
+    if ids.dim() == 1 and layer.padding_idx is None:  # one id per example: no reshaping
+        out[layer.weight].index_add_(0, ids, backprops * coef.unsqueeze(1))
+        return
+    ids, grads = _embedding_grads(layer, ids, backprops)
     dim = grads.shape[-1]
     out[layer.weight].index_add_(0, ids.reshape(-1), _scale_rows(grads, coef).reshape(-1, dim))
 
 
 def linear_clipped_sum(
     layer: nn.Linear,
-    activations: list[torch.Tensor],
+    activation: torch.Tensor,
     backprops: torch.Tensor,
     coef: torch.Tensor,
     out: ParamTensors,
@@ -198,20 +206,21 @@ def linear_clipped_sum(
     scaled = _scale_rows(backprops, coef)
     scaled_2d = scaled.reshape(-1, scaled.shape[-1])
     if layer.weight.requires_grad:
-        inputs = activations[0].to(backprops.dtype).reshape(-1, layer.in_features)
+        inputs = activation.to(backprops.dtype).reshape(-1, layer.in_features)
         out[layer.weight].addmm_(scaled_2d.t(), inputs)
     if layer.bias is not None and layer.bias.requires_grad:
         out[layer.bias].add_(scaled_2d.sum(0))
 
 
-ClippedSum = Callable[[Any, list[torch.Tensor], torch.Tensor, torch.Tensor, ParamTensors], None]
+ClippedSum = Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor, ParamTensors], None]
+SquaredNorms = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
 CLIPPED_SUMS: dict[type[nn.Module], ClippedSum] = {
     nn.Embedding: embedding_clipped_sum,
     nn.Linear: linear_clipped_sum,
 }
-NORM_SAMPLERS: dict[type[nn.Module], Callable[..., ParamTensors]] = {
-    nn.Embedding: embedding_norm_sample,
-    nn.Linear: linear_norm_sample,
+SQUARED_NORMS: dict[type[nn.Module], SquaredNorms] = {
+    nn.Embedding: embedding_squared_norms,
+    nn.Linear: linear_squared_norms,
 }
 
 
@@ -221,11 +230,13 @@ NORM_SAMPLERS: dict[type[nn.Module], Callable[..., ParamTensors]] = {
 class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     """Opacus ghost-clipping hooks that keep what the clipped sum needs.
 
-    ``nn.Linear`` and ``nn.Embedding`` layers get a forward hook that registers a hook on
-    the layer's output tensor, so the output gradient arrives with no extra autograd
-    nodes (Opacus's full backward hooks wrap every input and output in one, which costs
-    more than the norm itself on small layers). Every other layer with parameters goes
-    through Opacus's own hooks and per-example gradients (grad samplers or functorch).
+    ``nn.Linear`` and ``nn.Embedding`` layers get a forward hook that puts a pre-hook on
+    the autograd node that produced the layer's output, so the output gradient arrives
+    with no extra autograd nodes (Opacus's full backward hooks wrap every input and
+    output in one, which costs more than the norm itself on small layers). The backward
+    hook adds the layer's per-example *squared* norms into one running sum per pass.
+    Every other layer with parameters goes through Opacus's own hooks and per-example
+    gradients (grad samplers or functorch).
 
     After a backward pass, :meth:`clip_gradients` sets every trainable parameter's
     ``.grad`` to the sum of clipped per-example gradients. :meth:`reset` forgets the
@@ -239,10 +250,12 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     def __init__(self, module: nn.Module, *, loss_reduction: str, max_grad_norm: float) -> None:
         # The fast layers are exactly those we can rebuild a clipped sum for; Opacus's
         # class-level registry is left untouched.
-        self.NORM_SAMPLERS = dict(NORM_SAMPLERS)
-        self._records: list[tuple[nn.Module, list[torch.Tensor], torch.Tensor, float]] = []
+        self.NORM_SAMPLERS = dict(SQUARED_NORMS)
+        self._records: list[tuple[nn.Module, torch.Tensor, torch.Tensor, float]] = []
         self._grad_samples: ParamTensors = {}
-        self._norms: dict[float, list[torch.Tensor]] = {}
+        # Per-example squared norms summed over layers, by the pass's "mean" scale.
+        self._squared: dict[float, torch.Tensor] = {}
+        self._seen: set[int] = set()  # ids of fast layers / Opacus-path parameters
         self._has_pass = False
         super().__init__(
             module,
@@ -288,6 +301,9 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     def _fast_forward_hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if not (self.hooks_enabled and module.training and torch.is_grad_enabled()):
             return
+        bias = getattr(module, "bias", None)
+        if not (module.weight.requires_grad or (bias is not None and bias.requires_grad)):
+            return  # a frozen layer contributes nothing (its input may still need grad)
         node = getattr(output, "grad_fn", None)
         if node is None:
             return  # nothing in this layer needs a gradient
@@ -300,31 +316,26 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     ) -> None:
         if not self.hooks_enabled:
             return
+        key = id(module)
+        if key in self._seen:
+            raise _two_gradients()
+        self._seen.add(key)
         backprops = grad_outputs[0].detach()
         # Opacus's convention: per-example gradients of the per-example losses, so a
-        # "mean" loss is undone by the actual batch size. Applied to the norms and the
-        # clip factors rather than to the [B, ..., D] gradients.
+        # "mean" loss is undone by the actual batch size. Applied to the summed squared
+        # norms and the clip factors rather than to the [B, ..., D] gradients.
         scale = float(activation.shape[0]) if self.loss_reduction == "mean" else 1.0
-        norms = self.NORM_SAMPLERS[type(module)](module, [activation], backprops)
-        self._store_norms(norms, scale)
-        self._records.append((module, [activation], backprops, scale))
+        self._add_squared(SQUARED_NORMS[type(module)](module, activation, backprops), scale)
+        self._records.append((module, activation, backprops, scale))
         self._has_pass = True
 
-    def _store_norms(self, norms: ParamTensors, scale: float) -> None:
-        """Keep per-parameter norms; ``scale`` multiplies them (same for a whole pass)."""
-        for param, norm in norms.items():
-            if not param.requires_grad:
-                continue
-            if getattr(param, "_norm_sample", None) is not None:
-                raise LocalProtocolError(
-                    "a parameter received two gradients before optimizer.step(): either "
-                    "two backward passes ran (call optimizer.step() or zero_grad() after "
-                    "each loss.backward(); gradient accumulation is not supported) or the "
-                    "model uses a layer twice in one forward (weight tying: use "
-                    "grad_sample_mode='hooks')"
-                )
-            param._norm_sample = norm
-            self._norms.setdefault(scale, []).append(norm)
+    def _add_squared(self, squared: torch.Tensor, scale: float) -> None:
+        """Add per-example squared norms (a tensor this class owns) to the pass's sum."""
+        total = self._squared.get(scale)
+        if total is None:
+            self._squared[scale] = squared
+        else:
+            total.add_(squared)
 
     def capture_activations_hook(
         self, module: nn.Module, forward_input: Any, _forward_output: Any
@@ -365,14 +376,16 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         if not module.activations and hasattr(module, "max_batch_len"):
             del module.max_batch_len
         grad_sampler = self.GRAD_SAMPLERS.get(type(module), ft_compute_per_sample_gradient)
-        norms: ParamTensors = {}
         for param, sample in grad_sampler(module, activations, backprops).items():
             if not param.requires_grad:
                 continue
+            if id(param) in self._seen:
+                raise _two_gradients()
+            self._seen.add(id(param))
             param._forward_counter -= 1
-            norms[param] = sample.reshape(sample.shape[0], -1).norm(2, dim=1)
+            # Opacus already undid a "mean" reduction: scale 1.
+            self._add_squared(sample.reshape(sample.shape[0], -1).pow(2).sum(1), 1.0)
             self._grad_samples[param] = sample
-        self._store_norms(norms, 1.0)  # Opacus already undid a "mean" reduction
         self._has_pass = True
 
     def per_example_norms(self) -> torch.Tensor:
@@ -383,25 +396,29 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         Raises:
             LocalProtocolError: no backward pass since the last reset.
         """
-        if not self._has_pass or not self._norms:
+        if not self._has_pass or not self._squared:
             raise LocalProtocolError(
                 "optimizer.step() without a backward pass through the model: run the "
                 "forward pass (in training mode, with grad enabled) and loss.backward() "
                 "first"
             )
-        squared = None
-        for scale, norms in self._norms.items():
-            device = norms[0].device
-            part = torch.stack([n.to(device) for n in norms], dim=0).pow(2).sum(0)
-            part = part * (scale * scale) if scale != 1.0 else part
-            squared = part if squared is None else squared + part.to(squared.device)
-        assert squared is not None
-        return squared.sqrt()
+        total: torch.Tensor | None = None
+        for scale, squared in self._squared.items():
+            part = squared * (scale * scale) if scale != 1.0 else squared
+            total = part if total is None else total + part.to(total.device)
+        assert total is not None
+        return total.sqrt()
+
+    @property
+    def has_pass(self) -> bool:
+        """A backward pass has run since the last reset."""
+        return self._has_pass
 
     def clip_gradients(
         self,
         *,
         scale: float = 1.0,
+        noise: torch.Tensor | None = None,
         noise_std: float = 0.0,
         generator: torch.Generator | None = None,
         empty_batch: bool = False,
@@ -410,11 +427,15 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
 
         Args:
             scale: constant factor on the clipped sum (1/B for a ``"mean"`` loss).
-            noise_std: standard deviation of the i.i.d. Gaussian noise added to every
-                coordinate of every trainable parameter (σ·C·scale for DP-SGD); 0 for
-                none. The noise tensor is drawn first and the clipped sum is added into
-                it, which saves a pass over the parameters.
-            generator: source of the noise.
+            noise: the noise for all of :attr:`trainable_parameters`, flat and in their
+                order (σ·C·scale standard deviation for DP-SGD, from a
+                :class:`~secagg_rec.privacy.noise.NoiseStream`); the gradients become
+                views of it, with the clipped sums added in place. Overrides
+                ``noise_std``.
+            noise_std: without ``noise``: the standard deviation of the i.i.d. Gaussian
+                noise drawn here for every coordinate of every trainable parameter; 0
+                for none.
+            generator: source of that noise.
             empty_batch: the batch is known to be empty, so no backward pass is
                 needed: the gradient is the noise alone.
 
@@ -427,17 +448,25 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         """
         noise_only = empty_batch and not self._has_pass
         norms = torch.zeros(0) if noise_only else self.per_example_norms()
-        coef = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        coef = (self.max_grad_norm / (norms + 1e-6)).clamp_(max=1.0)
         self.per_sample_gradient_norms = norms
-        out: ParamTensors = {}
-        for param in self.trainable_parameters:
-            if noise_std > 0:
-                out[param] = torch.empty_like(param).normal_(0.0, noise_std, generator=generator)
-            else:
-                out[param] = torch.zeros_like(param)
-        for module, activations, backprops, undo_mean in self._records:
-            factors = (coef * (undo_mean * scale)).to(backprops)
-            CLIPPED_SUMS[type(module)](module, activations, backprops, factors, out)
+        params = self.trainable_parameters
+        if noise is not None:
+            out = dict(zip(params, split_like(noise, params), strict=True))
+        elif noise_std > 0:
+            out = {
+                p: torch.empty_like(p).normal_(0.0, noise_std, generator=generator) for p in params
+            }
+        else:
+            out = {p: torch.zeros_like(p) for p in params}
+        factors: dict[float, torch.Tensor] = {}  # one per "mean" scale (one per pass)
+        for module, activation, backprops, undo_mean in self._records:
+            factor = factors.get(undo_mean)
+            if factor is None:
+                factor = factors[undo_mean] = coef * (undo_mean * scale)
+            if factor.dtype != backprops.dtype or factor.device != backprops.device:
+                factor = factor.to(backprops)
+            CLIPPED_SUMS[type(module)](module, activation, backprops, factor, out)
         for param, sample in self._grad_samples.items():
             out[param].add_(torch.einsum("n,n...->...", (coef * scale).to(sample), sample))
         for param, grad in out.items():
@@ -453,10 +482,18 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         """
         self._records.clear()
         self._grad_samples.clear()
-        self._norms.clear()
+        self._squared.clear()
+        self._seen.clear()
         self._has_pass = False
-        for param in self.trainable_parameters:
-            param._norm_sample = None
+
+
+def _two_gradients() -> LocalProtocolError:
+    return LocalProtocolError(
+        "a parameter received two gradients before optimizer.step(): either two backward "
+        "passes ran (call optimizer.step() or zero_grad() after each loss.backward(); "
+        "gradient accumulation is not supported) or the model uses a layer twice in one "
+        "forward (weight tying: use grad_sample_mode='hooks')"
+    )
 
 
 # ---- optimizers ------------------------------------------------------------------------------
@@ -550,11 +587,26 @@ class GhostPrivateOptimizer(DPOptimizerFastGradientClipping):
         *,
         session: SessionState,
         hooks: GhostClippingHooks,
+        prefetch_noise: bool = True,
         **kw: Any,
     ):
         super().__init__(optimizer, **kw)
         self._session = session
         self._hooks = hooks
+        params = hooks.trainable_parameters
+        dtypes = {p.dtype for p in params}
+        on_cpu = all(p.device.type == "cpu" for p in params)
+        # One flat draw per step (optionally one step ahead) needs one dtype on the CPU;
+        # otherwise clip_gradients draws per parameter.
+        self._noise: NoiseStream | None = None
+        if params and len(dtypes) == 1 and on_cpu:
+            self._noise = NoiseStream(
+                sum(p.numel() for p in params),
+                dtype=dtypes.pop(),
+                generator=self.generator,
+                prefetch=prefetch_noise,
+                limit=session.max_steps,
+            )
 
     @property
     def mean_divisor(self) -> float:
@@ -565,18 +617,32 @@ class GhostPrivateOptimizer(DPOptimizerFastGradientClipping):
 
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
         self._session.before_step()
+        empty_batch = self._session.holding_empty_batch()
+        if not (empty_batch or self._hooks.has_pass):
+            self._hooks.per_example_norms()  # raises the no-backward-pass error
         divisor = self.mean_divisor
+        std = float(self.noise_multiplier) * float(self.max_grad_norm) / divisor
+        noise = self._noise.take(std) if self._noise is not None and std > 0 else None
         self._hooks.clip_gradients(
             scale=1.0 / divisor,
-            noise_std=float(self.noise_multiplier) * float(self.max_grad_norm) / divisor,
+            noise=noise,
+            noise_std=std,
             generator=self.generator,
-            empty_batch=self._session.holding_empty_batch(),
+            empty_batch=empty_batch,
         )
         if self.step_hook:
             self.step_hook(self)
         self._session.after_step()
         return True
 
-    def zero_grad(self, set_to_none: bool = False) -> None:
+    def close_noise(self) -> None:
+        """Stop the noise stream's helper thread (called when the session closes)."""
+        if self._noise is not None:
+            self._noise.close()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the last pass; ``set_to_none`` defaults to True as in
+        ``torch.optim.Optimizer`` (Opacus's wrapper defaults to False, which zeroes every
+        gradient buffer in place each step for nothing: the step replaces them)."""
         super().zero_grad(set_to_none)
         self._hooks.reset()
