@@ -255,7 +255,13 @@ def test_bench_dp_runs_all_variants_in_one_run(capsys):
     data = json.loads(out)
     for model in ("mf", "neumf"):
         variants = data["results"][model]
-        assert set(variants) == {"non_private", "make_private", "opacus_hooks", "noise_floor"}
+        assert set(variants) == {
+            "non_private",
+            "make_private",
+            "make_private_inline",
+            "opacus_hooks",
+            "noise_floor",
+        }
         assert variants["noise_floor"]["parameters"] > 0
         assert variants["non_private"]["ratio"] == 1.0
         assert variants["make_private"]["epoch_seconds"] > 0

@@ -6,7 +6,10 @@ the project's MF and NeuMF models (factor 32, batch 256, BCE loss, SGD), three w
 
 ``non_private``   the plain PyTorch loop;
 ``make_private``  the same loop after :func:`~secagg_rec.privacy.make_private`
-                  (ghost clipping, Poisson sampling, noise);
+                  (ghost clipping, Poisson sampling, noise drawn one step ahead on a
+                  helper thread: its default);
+``make_private_inline``  the same with ``prefetch_noise=False``: everything on one
+                  thread, what the ratio is on a machine without a free core;
 ``opacus_hooks``  Opacus's own ``PrivacyEngine.make_private`` in its default hooks
                   mode. It is 10-30x slower, so by default only ``hooks_steps`` steps
                   are timed and scaled to an epoch (reported as such).
@@ -14,9 +17,10 @@ the project's MF and NeuMF models (factor 32, batch 256, BCE loss, SGD), three w
 Variants run interleaved (model by model, variant by variant, ``repeats`` times) so
 that load from other processes hits them alike; medians are reported, with ratios to
 the non-private median of the same model, for wall time and for this process's CPU
-time (``time.process_time``, which other processes on a shared machine disturb far
-less than wall time). Data loading (a ``DataLoader`` over a
-``TensorDataset``, as a user would write it) is inside every timing.
+time over all its threads (``time.process_time``, which other processes on a shared
+machine disturb far less than wall time; it includes the noise helper thread). Data
+loading (a ``DataLoader`` over a ``TensorDataset``, as a user would write it) is inside
+every timing.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 
 __all__ = ["BenchConfig", "run_dp_benchmark"]
 
-VARIANTS = ("non_private", "make_private", "opacus_hooks")
+VARIANTS = ("non_private", "make_private", "make_private_inline", "opacus_hooks")
 MODELS = ("mf", "neumf")
 
 
@@ -114,7 +118,7 @@ def _time_variant(variant: str, model_name: str, cfg: BenchConfig, dataset: Any)
     setup = 0.0
     limit: int | None = None
     close: Callable[[], None] = lambda: None  # noqa: E731
-    if variant == "make_private":
+    if variant in ("make_private", "make_private_inline"):
         from secagg_rec.privacy import make_private
 
         t0 = time.perf_counter()
@@ -125,6 +129,7 @@ def _time_variant(variant: str, model_name: str, cfg: BenchConfig, dataset: Any)
             noise_multiplier=cfg.noise_multiplier,
             max_grad_norm=cfg.max_grad_norm,
             epochs=1,
+            prefetch_noise=variant == "make_private",
         )
         setup = time.perf_counter() - t0
         model, optimizer, loader = private
