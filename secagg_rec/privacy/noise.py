@@ -7,8 +7,10 @@ here, about as much as all the clipping work together (docs/benchmarks.md#dp-tra
 The noise does not depend on the data, so :class:`NoiseStream` draws the *next* step's
 noise on a helper thread while the current step's data loading, forward and backward
 run (PyTorch releases the GIL inside its kernels, so the draw uses a second core when
-there is one). It saves wall time, not CPU time; on a machine with one free core the
-draw simply runs when the thread gets the core.
+there is one). It saves wall time, not CPU time: the process's CPU time even grows a
+little, as the two threads share caches (and, on a 2-vCPU VM, often one physical
+core); docs/benchmarks.md#dp-training has both. Without a free core the draw runs
+whenever the helper thread gets one, at about the inline cost.
 
 Determinism: draws are made one at a time, in order, from the one ``torch.Generator``
 the stream owns; the main thread never touches it. A seeded generator therefore gives
