@@ -255,7 +255,7 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         self._grad_samples: ParamTensors = {}
         # Per-example squared norms summed over layers, by the pass's "mean" scale.
         self._squared: dict[float, torch.Tensor] = {}
-        self._seen: set[int] = set()  # ids of fast layers / Opacus-path parameters
+        self._seen: set[int] = set()  # ids of the parameters that got a gradient
         self._has_pass = False
         super().__init__(
             module,
@@ -316,10 +316,11 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     ) -> None:
         if not self.hooks_enabled:
             return
-        key = id(module)
-        if key in self._seen:
-            raise _two_gradients()
-        self._seen.add(key)
+        for param in (module.weight, getattr(module, "bias", None)):
+            if param is not None and param.requires_grad:
+                if id(param) in self._seen:  # a layer used twice, or weights tied
+                    raise _two_gradients()
+                self._seen.add(id(param))
         backprops = grad_outputs[0].detach()
         # Opacus's convention: per-example gradients of the per-example losses, so a
         # "mean" loss is undone by the actual batch size. Applied to the summed squared
@@ -334,8 +335,10 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         total = self._squared.get(scale)
         if total is None:
             self._squared[scale] = squared
-        else:
+        elif total.device == squared.device and total.dtype == squared.dtype:
             total.add_(squared)
+        else:  # layers on several devices or dtypes: keep the first device, promote
+            self._squared[scale] = total + squared.to(total.device)
 
     def capture_activations_hook(
         self, module: nn.Module, forward_input: Any, _forward_output: Any

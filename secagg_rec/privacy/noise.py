@@ -99,8 +99,8 @@ class NoiseStream:
         if self.limit is not None and self.taken >= self.limit:
             raise RuntimeError(f"all {self.limit} planned noise draws are taken")
         if self._pending is not None:
-            noise, drawn_std = self._pending.result()
-            self._pending = None
+            pending, self._pending = self._pending, None
+            noise, drawn_std = pending.result()  # a failed draw raises once, here
             if drawn_std != std:
                 noise.mul_(std / drawn_std)  # prefetching only happens at std > 0
         else:

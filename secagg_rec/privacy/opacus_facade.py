@@ -244,11 +244,13 @@ class PrivateTraining:
 
 
 def _detach(module: Any, hooks: Any, optimizer: Any) -> None:
-    if hooks is not None:
-        hooks.cleanup()  # removes Opacus hooks and per-parameter attributes
     close_noise = getattr(optimizer, "close_noise", None)
-    if close_noise is not None:
-        close_noise()
+    try:
+        if hooks is not None:
+            hooks.cleanup()  # removes Opacus hooks and per-parameter attributes
+    finally:
+        if close_noise is not None:
+            close_noise()
     for sub in module.modules():
         for attr in ("activations", "max_batch_len"):
             if attr in sub.__dict__:
@@ -347,7 +349,8 @@ def make_private(
         prefetch_noise: ghost mode: draw each step's noise one step ahead on a helper
             thread (:mod:`secagg_rec.privacy.noise`), overlapping it with the forward
             and backward pass; saves wall time where a second core is free. The noise
-            is the same either way.
+            is the same either way. Ignored (off) when the loader has worker
+            processes, which are forked while training runs.
         seed: seed for the sampling and noise generators, for tests only; by default
             both are seeded from ``os.urandom``.
 
@@ -541,7 +544,9 @@ def make_private(
                 expected_batch_size=expected_batch,
                 loss_reduction=reduction,
                 generator=_seeded_generator(seed, 1),
-                prefetch_noise=prefetch_noise,
+                # Worker processes are forked per epoch: fork no process that runs a
+                # helper thread (only the forking thread survives in the child).
+                prefetch_noise=prefetch_noise and data_loader.num_workers == 0,
             )
         else:
             from opacus.grad_sample import GradSampleHooks

@@ -6,6 +6,7 @@ Clipped sums are checked against per-example gradients computed independently wi
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -123,11 +124,28 @@ def towers_without_padding() -> Towers:
     return Towers(padding=False)
 
 
+class Heads(nn.Module):
+    """Linear layers without a bias, and with a frozen weight but a trainable bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = nn.Embedding(30, 4)
+        self.item = nn.Embedding(40, 4)
+        self.no_bias = nn.Linear(8, 6, bias=False)
+        self.bias_only = nn.Linear(6, 1)
+        self.bias_only.weight.requires_grad_(False)
+
+    def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.user(u), self.item(i)], 1)
+        return self.bias_only(torch.tanh(self.no_bias(x))).squeeze(1)
+
+
 @pytest.mark.parametrize(
     ("mode", "make_model", "make_data"),
     [
         ("ghost", MF, mf_data),
         ("ghost", Towers, towers_data),
+        ("ghost", Heads, mf_data),
         ("hooks", MF, mf_data),
         # Opacus's hooks-mode embedding sampler ignores padding_idx (it gives the
         # padding row a gradient PyTorch would not); ghost mode honours it.
@@ -298,6 +316,79 @@ def test_noise_has_standard_deviation_sigma_c_over_b(mode):
     assert abs(noise_part.mean().item()) < 5 * expected / math.sqrt(n)
     # Every coordinate got noise, including embedding rows the batch never touched.
     assert (noise_part != 0).float().mean().item() > 0.999
+
+
+def _noisy_steps(steps: int, *, set_to_none: bool = True, prefetch: bool = True):
+    """Each step's gradient and the final weights, for ``steps`` noisy steps."""
+    torch.manual_seed(6)
+    model = Wide()
+    data = TensorDataset(
+        torch.randint(0, 200, (100,)), torch.zeros(100, dtype=torch.long), torch.zeros(100)
+    )
+    private = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        DataLoader(data, batch_size=10),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        steps=steps,
+        prefetch_noise=prefetch,
+        seed=9,
+    )
+    _, optimizer, loader = private
+    grads = []
+    with private:
+        for batch, _ in zip(loader, range(steps), strict=False):
+            optimizer.zero_grad(set_to_none=set_to_none)
+            # The clipped sum (norm <= C = 1 over 8041 coordinates) is small next to
+            # the noise (std 0.1 per coordinate): the gradient is mostly noise.
+            mse(model(batch[0], batch[1]), batch[2]).backward()
+            optimizer.step()
+            grads.append(torch.cat([p.grad.flatten().clone() for p in model.parameters()]))
+    return grads, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_consecutive_steps_get_fresh_independent_noise():
+    grads, _ = _noisy_steps(4)
+    expected = 1.0 * 1.0 / 10
+    for g in grads:
+        assert g.std().item() == pytest.approx(expected, rel=0.1)
+    for a, b in itertools.pairwise(grads):
+        assert not torch.equal(a, b)
+        corr = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+        assert abs(corr) < 5 / math.sqrt(a.numel())  # independent draws
+
+
+def test_zero_grad_without_set_to_none_trains_the_same():
+    _, reference = _noisy_steps(5)
+    _, kept_buffers = _noisy_steps(5, set_to_none=False)
+    _, inline = _noisy_steps(5, prefetch=False)
+    for name in reference:
+        torch.testing.assert_close(kept_buffers[name], reference[name], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(inline[name], reference[name], rtol=1e-6, atol=1e-7)
+
+
+def test_weights_tied_between_two_hooked_layers_are_refused():
+    from secagg_rec.errors import LocalProtocolError
+    from secagg_rec.privacy.ghost import GhostClippingHooks
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+            self.out = nn.Linear(4, 10, bias=False)
+            self.out.weight = self.emb.weight  # the classic input/output tying
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.out(self.emb(ids))
+
+    model = Tied()
+    hooks = GhostClippingHooks(model, loss_reduction="mean", max_grad_norm=1.0)
+    try:
+        with pytest.raises(LocalProtocolError, match="two gradients"):
+            model(torch.tensor([1, 2, 3])).sum().backward()
+    finally:
+        hooks.cleanup()
 
 
 # ---- sampling ------------------------------------------------------------------------

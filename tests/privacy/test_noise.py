@@ -122,3 +122,58 @@ def test_make_private_trains_identically_with_and_without_prefetching():
     for name in ahead:
         torch.testing.assert_close(ahead[name], inline[name], rtol=1e-6, atol=1e-7)
     assert len(_noise_threads()) == before  # the session's close() stopped its helper
+
+
+def test_a_failed_draw_raises_once_and_the_stream_goes_on(monkeypatch):
+    import secagg_rec.privacy.noise as noise_module
+
+    real_fill = noise_module._fill
+    calls = {"n": 0}
+
+    def flaky(out, std, generator):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first draw made ahead, on the helper thread
+            raise RuntimeError("simulated failure in the helper thread")
+        return real_fill(out, std, generator)
+
+    monkeypatch.setattr(noise_module, "_fill", flaky)
+    stream = NoiseStream(100, generator=torch.Generator().manual_seed(0))
+    try:
+        assert stream.take(1.0).shape == (100,)
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            stream.take(1.0)
+        assert stream.take(1.0).shape == (100,)  # drawn inline, then ahead again
+        assert stream.take(1.0).shape == (100,)
+    finally:
+        stream.close()
+
+
+def test_close_while_a_draw_is_in_flight():
+    before = len(_noise_threads())
+    stream = NoiseStream(4_000_000, generator=torch.Generator().manual_seed(0))
+    stream.take(1.0)  # the next 4M-float draw (tens of ms) starts on the helper
+    stream.close()
+    assert len(_noise_threads()) == before
+    with pytest.raises(RuntimeError, match="closed"):
+        stream.take(1.0)
+
+
+def test_no_helper_thread_with_loader_workers():
+    model = nn.Linear(3, 1)
+    data = TensorDataset(torch.randn(40, 3), torch.randn(40, 1))
+    private = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        DataLoader(data, batch_size=8, num_workers=1),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        epochs=1,
+    )
+    before = len(_noise_threads())
+    with private:
+        _, optimizer, loader = private
+        for x, y in loader:
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+            assert len(_noise_threads()) == before  # forked workers: nothing ahead
