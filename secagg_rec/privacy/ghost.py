@@ -301,26 +301,33 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     def _fast_forward_hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if not (self.hooks_enabled and module.training and torch.is_grad_enabled()):
             return
-        bias = getattr(module, "bias", None)
-        if not (module.weight.requires_grad or (bias is not None and bias.requires_grad)):
+        params = [
+            p
+            for p in (module.weight, getattr(module, "bias", None))
+            if p is not None and p.requires_grad
+        ]
+        if not params:
             return  # a frozen layer contributes nothing (its input may still need grad)
         node = getattr(output, "grad_fn", None)
         if node is None:
             return  # nothing in this layer needs a gradient
         # A pre-hook on the node that produced the output receives the output gradient
         # (even if the output is later changed in place); cheaper than Tensor.register_hook.
-        node.register_prehook(partial(self._fast_backward_hook, module, inputs[0].detach()))
+        node.register_prehook(partial(self._fast_backward_hook, module, params, inputs[0].detach()))
 
     def _fast_backward_hook(
-        self, module: nn.Module, activation: torch.Tensor, grad_outputs: Any
+        self,
+        module: nn.Module,
+        params: list[nn.Parameter],
+        activation: torch.Tensor,
+        grad_outputs: Any,
     ) -> None:
         if not self.hooks_enabled:
             return
-        for param in (module.weight, getattr(module, "bias", None)):
-            if param is not None and param.requires_grad:
-                if id(param) in self._seen:  # a layer used twice, or weights tied
-                    raise _two_gradients()
-                self._seen.add(id(param))
+        for param in params:  # the layer's trainable parameters at forward time
+            if id(param) in self._seen:  # a layer used twice, or weights tied
+                raise _two_gradients()
+            self._seen.add(id(param))
         backprops = grad_outputs[0].detach()
         # Opacus's convention: per-example gradients of the per-example losses, so a
         # "mean" loss is undone by the actual batch size. Applied to the summed squared
@@ -399,12 +406,7 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
         Raises:
             LocalProtocolError: no backward pass since the last reset.
         """
-        if not self._has_pass or not self._squared:
-            raise LocalProtocolError(
-                "optimizer.step() without a backward pass through the model: run the "
-                "forward pass (in training mode, with grad enabled) and loss.backward() "
-                "first"
-            )
+        self.require_pass()
         total: torch.Tensor | None = None
         for scale, squared in self._squared.items():
             part = squared * (scale * scale) if scale != 1.0 else squared
@@ -416,6 +418,19 @@ class GhostClippingHooks(GradSampleHooksFastGradientClipping):
     def has_pass(self) -> bool:
         """A backward pass has run since the last reset."""
         return self._has_pass
+
+    def require_pass(self) -> None:
+        """Raise unless a backward pass left per-example norms since the last reset.
+
+        Raises:
+            LocalProtocolError: no such pass.
+        """
+        if not self._has_pass or not self._squared:
+            raise LocalProtocolError(
+                "optimizer.step() without a backward pass through the model: run the "
+                "forward pass (in training mode, with grad enabled) and loss.backward() "
+                "first"
+            )
 
     def clip_gradients(
         self,
@@ -621,8 +636,8 @@ class GhostPrivateOptimizer(DPOptimizerFastGradientClipping):
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
         self._session.before_step()
         empty_batch = self._session.holding_empty_batch()
-        if not (empty_batch or self._hooks.has_pass):
-            self._hooks.per_example_norms()  # raises the no-backward-pass error
+        if not (empty_batch and not self._hooks.has_pass):
+            self._hooks.require_pass()  # before any noise is drawn for this step
         divisor = self.mean_divisor
         std = float(self.noise_multiplier) * float(self.max_grad_norm) / divisor
         noise = self._noise.take(std) if self._noise is not None and std > 0 else None

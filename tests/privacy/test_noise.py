@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from secagg_rec.privacy import make_private
 from secagg_rec.privacy.noise import NoiseStream, split_like
+from tests.privacy.test_make_private import _noisy_steps
 
 
 def _noise_threads() -> list[threading.Thread]:
@@ -91,34 +92,9 @@ def test_split_like_gives_views_in_parameter_order():
         split_like(flat, params[:2])
 
 
-def _train(prefetch: bool) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Embedding(20, 4), nn.Flatten(), nn.Linear(4, 1))
-    g = torch.Generator().manual_seed(1)
-    data = TensorDataset(torch.randint(0, 20, (64, 1), generator=g), torch.randn(64, 1))
-    private = make_private(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        DataLoader(data, batch_size=16),
-        noise_multiplier=1.0,
-        max_grad_norm=1.0,
-        epochs=2,
-        prefetch_noise=prefetch,
-        seed=3,
-    )
-    with private:
-        _, optimizer, loader = private
-        for _ in range(2):
-            for x, y in loader:
-                optimizer.zero_grad()
-                nn.functional.mse_loss(model(x), y).backward()
-                optimizer.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 def test_make_private_trains_identically_with_and_without_prefetching():
     before = len(_noise_threads())
-    ahead, inline = _train(True), _train(False)
+    (_, ahead), (_, inline) = _noisy_steps(5), _noisy_steps(5, prefetch=False)
     for name in ahead:
         torch.testing.assert_close(ahead[name], inline[name], rtol=1e-6, atol=1e-7)
     assert len(_noise_threads()) == before  # the session's close() stopped its helper
