@@ -147,6 +147,65 @@ class BatchedLocalTrainer:
 
     # -- training ---------------------------------------------------------------------
 
+    def _stacked_schedule(
+        self,
+        clients: Sequence[ClientData],
+        generators: Sequence[torch.Generator],
+        local_users: list[np.ndarray],
+        local_items: list[np.ndarray],
+        user_off: np.ndarray,
+        item_off: np.ndarray,
+    ) -> dict[str, torch.Tensor]:
+        """Every client's step schedule flattened into arrays sorted by step.
+
+        Client ``c`` with ``n`` examples takes ``ceil(n / B)`` steps per epoch, each on
+        the next ``B`` examples of that epoch's permutation (drawn from
+        ``generators[c]`` exactly as :func:`~secagg_rec.fl.local.local_update` draws
+        it). Returned: per example slot ``u``, ``i`` (stacked row indices), ``y``,
+        ``w`` (1 / its batch's size), ``client``; ``ptr`` (step ``s`` is
+        ``ptr[s]:ptr[s+1]``); per client ``steps`` and ``per_epoch``.
+        """
+        B = self.config.batch_size
+        E = self.config.user_epochs + self.config.epochs
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("u", "i", "y", "w", "c", "s")}
+        per_epoch = np.zeros(len(clients), dtype=np.int64)
+        for c, data in enumerate(clients):
+            ex = data.examples
+            n = len(ex)
+            perms = [torch.randperm(n, generator=generators[c]) for _ in range(E)]
+            if n == 0:
+                continue
+            order = torch.cat(perms).numpy()
+            per_epoch[c] = -(-n // B)
+            within = np.arange(E * n) % n  # position within its epoch
+            batch = within // B
+            cols["u"].append((np.searchsorted(local_users[c], ex.users) + user_off[c])[order])
+            cols["i"].append((np.searchsorted(local_items[c], ex.items) + item_off[c])[order])
+            cols["y"].append(np.asarray(ex.labels)[order])
+            cols["w"].append(1.0 / np.minimum(B, n - batch * B))
+            cols["c"].append(np.full(E * n, c))
+            cols["s"].append(np.arange(E * n) // n * per_epoch[c] + batch)
+        steps = per_epoch * E
+        if not cols["s"]:
+            empty = torch.zeros(0, dtype=torch.int64)
+            return {"u": empty, "i": empty, "y": torch.zeros(0), "w": torch.zeros(0),
+                    "client": empty, "ptr": torch.zeros(1, dtype=torch.int64),
+                    "steps": torch.from_numpy(steps), "per_epoch": torch.from_numpy(per_epoch)}
+        step = np.concatenate(cols["s"])
+        by_step = np.argsort(step, kind="stable")  # keeps client order within a step
+        ptr = np.searchsorted(step[by_step], np.arange(int(steps.max()) + 1))
+        flat = {k: np.concatenate(cols[k])[by_step] for k in ("u", "i", "y", "w", "c")}
+        return {
+            "u": torch.from_numpy(flat["u"].astype(np.int64)),
+            "i": torch.from_numpy(flat["i"].astype(np.int64)),
+            "y": torch.from_numpy(flat["y"].astype(np.float32)),
+            "w": torch.from_numpy(flat["w"].astype(np.float32)),
+            "client": torch.from_numpy(flat["c"].astype(np.int64)),
+            "ptr": torch.from_numpy(ptr.astype(np.int64)),
+            "steps": torch.from_numpy(steps),
+            "per_epoch": torch.from_numpy(per_epoch),
+        }
+
     def _train_stacked(
         self,
         global_vector: np.ndarray,
@@ -160,11 +219,12 @@ class BatchedLocalTrainer:
         its own rows of every stacked user table, so one ordinary backward pass over the
         concatenation of the clients' current batches yields each client's gradient of
         its own batch-mean loss (the losses touch disjoint rows). No padding: a step
-        costs only what the clients still training need.
+        costs only what the clients still training need. The schedule is built once
+        (:meth:`_stacked_schedule`) and a table that no client moves in a step (item
+        rows in the user-only epochs) is left out of that step's backward pass.
         """
         t0 = time.perf_counter()
         cfg = self.config
-        B = cfg.batch_size
         global_params = self._unflatten(global_vector)
         C = len(clients)
         local_items = [np.unique(c.examples.items) for c in clients]
@@ -173,38 +233,20 @@ class BatchedLocalTrainer:
         user_off = np.concatenate([[0], np.cumsum([len(x) for x in local_users])])
         all_items = torch.from_numpy(np.concatenate(local_items))
         all_users = torch.from_numpy(np.concatenate(local_users))
-        row_client_items = torch.from_numpy(
-            np.repeat(np.arange(C), [len(x) for x in local_items]))
-        row_client_users = torch.from_numpy(
-            np.repeat(np.arange(C), [len(x) for x in local_users]))
         params: dict[str, torch.Tensor] = {}
         owner: dict[str, torch.Tensor] = {}
         for n in self.item_names:
             params[n] = global_params[n][all_items].clone().requires_grad_(True)
-            owner[n] = row_client_items
+            owner[n] = torch.from_numpy(np.repeat(np.arange(C), [len(x) for x in local_items]))
         for n in self.user_names:
             params[n] = store.rows[n][all_users].clone().requires_grad_(True)
-            owner[n] = row_client_users
+            owner[n] = torch.from_numpy(np.repeat(np.arange(C), [len(x) for x in local_users]))
         start = {n: params[n].detach().clone() for n in self.item_names}
-        item_ranges = [torch.arange(int(item_off[c]), int(item_off[c + 1])) for c in range(C)]
-        user_ranges = [torch.arange(int(user_off[c]), int(user_off[c + 1])) for c in range(C)]
-        row_ranges = {n: item_ranges for n in self.item_names}
-        row_ranges.update({n: user_ranges for n in self.user_names})
-        # per client: stacked indices of its examples and its step schedule
-        sched = []
-        for c, data in enumerate(clients):
-            ex = data.examples
-            u = torch.from_numpy(np.searchsorted(local_users[c], ex.users) + user_off[c])
-            i = torch.from_numpy(np.searchsorted(local_items[c], ex.items) + item_off[c])
-            y = torch.from_numpy(ex.labels)
-            steps = []
-            for _ in range(cfg.user_epochs + cfg.epochs):
-                perm = torch.randperm(len(ex), generator=generators[c])
-                steps += [perm[a : a + B] for a in range(0, len(ex), B)]
-            sched.append((u, i, y, steps))
-        n_steps = [len(s[3]) for s in sched]
-        per_epoch = [n // (cfg.user_epochs + cfg.epochs) for n in n_steps]
-        user_steps = [cfg.user_epochs * k for k in per_epoch]  # steps moving user rows only
+        plan = self._stacked_schedule(
+            clients, generators, local_users, local_items, user_off, item_off)
+        n_steps, per_epoch, ptr = plan["steps"], plan["per_epoch"], plan["ptr"]
+        user_steps = cfg.user_epochs * per_epoch  # steps moving user rows only
+        last_from = n_steps - per_epoch  # the last epoch's first step
         adam = cfg.optimizer == "adam"
         if adam:
             m = {n: torch.zeros_like(p) for n, p in params.items()}
@@ -214,54 +256,42 @@ class BatchedLocalTrainer:
         losses = torch.zeros(C)
         counts = torch.zeros(C)
         user_set = set(self.user_names)
-        for s in range(max(n_steps)):
-            active = [c for c in range(C) if s < n_steps[c]]
-            us, is_, ys, ws, cs = [], [], [], [], []
-            for c in active:
-                u, i, y, steps = sched[c]
-                idx = steps[s]
-                us.append(u[idx])
-                is_.append(i[idx])
-                ys.append(y[idx])
-                ws.append(torch.full((len(idx),), 1.0 / len(idx)))
-                cs.append(torch.full((len(idx),), c, dtype=torch.int64))
-            ub, ib, yb, wb, cb = (torch.cat(t) for t in (us, is_, ys, ws, cs))
+        for s in range(len(ptr) - 1):
+            a, b = int(ptr[s]), int(ptr[s + 1])
+            cb = plan["client"][a:b]
+            active = n_steps > s
+            joint = active & (user_steps <= s)
+            movers = {n: active if n in user_set else joint for n in params}
+            call = {n: p if bool(movers[n].any()) else p.detach() for n, p in params.items()}
             for p in params.values():
                 p.grad = None
-            logits = functional_call(self.model, params, (ub, ib))
-            per = nn.functional.binary_cross_entropy_with_logits(logits, yb, reduction="none")
-            (per * wb).sum().backward()
+            logits = functional_call(self.model, call, (plan["u"][a:b], plan["i"][a:b]))
+            per = nn.functional.binary_cross_entropy_with_logits(
+                logits, plan["y"][a:b], reduction="none")
+            (per * plan["w"][a:b]).sum().backward()
             with torch.no_grad():
-                in_last = torch.tensor(
-                    [s >= n_steps[c] - per_epoch[c] for c in active], dtype=torch.bool)
-                last_clients = torch.tensor(active, dtype=torch.int64)[in_last]
-                if last_clients.numel():
-                    mask = torch.isin(cb, last_clients)
-                    losses.index_add_(0, cb[mask], per.detach()[mask])
-                    counts.index_add_(0, cb[mask], torch.ones(int(mask.sum())))
-                joint = [c for c in active if s >= user_steps[c]]
+                last = last_from[cb] <= s
+                if bool(last.any()):
+                    losses.index_add_(0, cb[last], per.detach()[last])
+                    counts.index_add_(0, cb[last], torch.ones(int(last.sum())))
                 for n, p in params.items():
-                    movers = active if n in user_set else joint
-                    if not movers:
+                    if p.grad is None:
                         continue
-                    if adam:
-                        t_client[n][torch.tensor(movers, dtype=torch.int64)] += 1
-                    rows = torch.cat([row_ranges[n][c] for c in movers])
+                    rows = movers[n][owner[n]].nonzero().squeeze(1)
                     g = p.grad[rows]
-                    w = p.detach()[rows]
                     if cfg.weight_decay:
-                        g = g + cfg.weight_decay * w
+                        g = g + cfg.weight_decay * p.detach()[rows]
                     if adam:
+                        t_client[n] += movers[n].float()
                         tt = t_client[n][owner[n][rows]].view(-1, *([1] * (p.ndim - 1)))
                         mr = m[n][rows].mul_(b1).add_(g, alpha=1 - b1)
                         vr = v[n][rows].mul_(b2).addcmul_(g, g, value=1 - b2)
                         m[n][rows] = mr
                         v[n][rows] = vr
                         denom = (vr / (1 - b2**tt)).sqrt_().add_(eps)
-                        w = w - cfg.lr * (mr / (1 - b1**tt)) / denom
+                        p.data[rows] = p.detach()[rows] - cfg.lr * (mr / (1 - b1**tt)) / denom
                     else:
-                        w = w - cfg.lr * g
-                    p.data[rows] = w
+                        p.data.index_add_(0, rows, g, alpha=-cfg.lr)
         with torch.no_grad():
             for n in self.user_names:
                 store.rows[n][all_users] = params[n].detach()

@@ -30,25 +30,34 @@ def _clients(split, users, epoch=1):
 
 
 @pytest.mark.parametrize(
-    ("model_name", "optimizer", "tol"),
-    [("mf", "sgd", 1e-6), ("logreg", "sgd", 1e-6), ("gmf", "sgd", 1e-6),
-     ("neumf", "sgd", 1e-5), ("mf", "adam", 2e-3)],
+    ("model_name", "optimizer", "tol", "epochs", "user_epochs"),
+    [("mf", "sgd", 1e-6, 2, 0), ("logreg", "sgd", 1e-6, 2, 0), ("gmf", "sgd", 1e-6, 2, 0),
+     ("neumf", "sgd", 1e-5, 2, 0), ("mf", "adam", 2e-3, 2, 0),
+     # user-only epochs first (the federated default), and a pure refit of user rows
+     ("mf", "sgd", 1e-6, 1, 2), ("mf", "adam", 2e-3, 1, 2), ("mf", "sgd", 1e-6, 0, 3),
+     ("gmf", "sgd", 1e-6, 1, 2)],
 )
-def test_vectorized_equals_sequential(split, model_name, optimizer, tol):
+def test_vectorized_equals_sequential(split, model_name, optimizer, tol, epochs, user_epochs):
     torch.manual_seed(0)
     model = build_model(model_name, split.n_users, split.n_items, seed=1)
-    cfg = LocalConfig(epochs=2, batch_size=16, lr=0.1 if optimizer == "sgd" else 0.01,
-                      optimizer=optimizer)
+    cfg = LocalConfig(epochs=epochs, user_epochs=user_epochs, batch_size=16,
+                      lr=0.1 if optimizer == "sgd" else 0.01, optimizer=optimizer)
     x = shared_vector(model)
     clients = _clients(split, range(0, 60, 6))
-    s_seq, s_bat = UserStore(model), UserStore(model)
+    s_seq, s_bat, initial = UserStore(model), UserStore(model), UserStore(model)
     seq = [local_update(model, x, s_seq, c.users, c.examples, cfg, client=c.client,
                         generator=torch.Generator().manual_seed(100 + c.client))
            for c in clients]
     bat = BatchedLocalTrainer(model, cfg, chunk=7).train(
         x, s_bat, clients, [torch.Generator().manual_seed(100 + c.client) for c in clients])
     scale = max(float(np.abs(a.delta).max()) for a in seq)
-    assert scale > 1e-4  # training moved something
+    if epochs:
+        assert scale > 1e-4  # training moved something
+    else:
+        assert scale == 0.0  # a refit moves no shared parameter
+        moved = max(float((s_seq.rows[n] - initial.rows[n]).abs().max())
+                    for n in s_seq.names)
+        assert moved > 1e-4  # but it moves the user rows
     for a, b in zip(seq, bat, strict=True):
         assert a.client == b.client and a.examples == b.examples
         assert np.max(np.abs(a.delta - b.delta)) <= tol * max(scale, 1.0)
