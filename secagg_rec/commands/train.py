@@ -50,6 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--server-lr-schedule", choices=("constant", "cosine"), default=S)
     p.add_argument("--update-clip", type=float, default=S,
                    help="per-coordinate bound of an update before upload")
+    p.add_argument("--weighting", choices=("uniform", "examples"), default=S,
+                   help="client weight in the server average: 1 each, or its example count")
     p.add_argument("--dp", action="store_true", default=S, help="local DP-SGD (Opacus)")
     p.add_argument("--epsilon", type=float, default=S, help="per-client privacy budget")
     p.add_argument("--delta", type=float, default=S)

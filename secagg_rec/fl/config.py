@@ -22,6 +22,7 @@ from secagg_rec.fl.server_opt import LR_SCHEDULES, SERVER_OPTIMIZERS
 __all__ = ["FederatedConfig", "load_config_file", "parse_partition"]
 
 DATASETS = ("synthetic", "movielens")
+WEIGHTINGS = ("uniform", "examples")
 MODELS = ("mf", "gmf", "neumf", "logreg")
 
 #: The local optimizer each model gets when none is given, and the learning rate for
@@ -76,6 +77,13 @@ class FederatedConfig:
         server_lr_schedule: ``constant`` or ``cosine`` (decays over ``rounds``).
         update_clip: per-coordinate bound applied to every update before upload
             (both with and without secure aggregation), > 0.
+        weighting: each client's weight in the server's average. ``"uniform"``: 1 per
+            client. ``"examples"``: its example count (McMahan et al.'s FedAvg). A
+            client's update already grows with its data (it takes one local step per
+            batch), so weighting it by its example count as well counts a heavy user's
+            examples about as many times again as it has examples; uniform weights count
+            each example about once, as pooled training does. Under ``dp`` only
+            ``"uniform"`` is allowed (a revealed sum of counts is not covered by DP-SGD).
         secagg: aggregate through the secure-aggregation protocol.
         bits: ring width of secure aggregation, 8..62.
         neighbors: ``"auto"`` (SecAgg+) or ``"full"``.
@@ -116,6 +124,7 @@ class FederatedConfig:
     server_lr: float = 1.0
     server_lr_schedule: str = "cosine"
     update_clip: float = 1.0
+    weighting: str = "uniform"
     secagg: bool = True
     bits: int = 32
     neighbors: str = "auto"
@@ -164,6 +173,13 @@ class FederatedConfig:
             raise ValueError(f"server-lr-schedule must be one of {LR_SCHEDULES}")
         if self.server_optimizer not in SERVER_OPTIMIZERS:
             raise ValueError(f"server-optimizer must be one of {SERVER_OPTIMIZERS}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.dp and self.weighting != "uniform":
+            raise ValueError(
+                "--dp needs --weighting uniform: the server would learn the sum of the "
+                "clients' example counts, which DP-SGD does not cover"
+            )
         if not 0.0 <= self.dropout <= 0.5:
             raise ValueError(f"dropout must be in [0, 0.5], got {self.dropout}")
         if not 8 <= self.bits <= 62:

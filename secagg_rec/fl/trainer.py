@@ -10,10 +10,10 @@ Each round:
    records the spend *before* the update can leave;
 3. each clips its update per coordinate to ``update_clip``;
 4. a share ``dropout`` of the round's clients vanish at a random protocol stage;
-5. the updates of those whose upload completed are averaged, weighted by example
-   count (uniformly under DP, where the summed counts would leak outside DP-SGD's
-   guarantee) — through secure aggregation (weight inside the masked vector) or in the
-   clear;
+5. the updates of those whose upload completed are averaged, each client weighted 1
+   (``weighting="uniform"``; always under DP, where summed counts would leak outside
+   DP-SGD's guarantee) or by its example count — through secure aggregation (weight
+   inside the masked vector) or in the clear;
 6. the server optimizer moves the global vector;
 7. every ``eval_every`` rounds the model is scored on validation; the best round is
    kept (rounds are chosen on validation, never on test);
@@ -50,7 +50,7 @@ from secagg_rec.fl.vector import load_shared_vector, shared_vector
 from secagg_rec.rec.models import RecommenderModel
 from secagg_rec.secagg.driver import STAGES
 
-__all__ = ["FederatedResult", "prepare", "train_federated"]
+__all__ = ["FederatedResult", "fedavg_weights", "prepare", "train_federated"]
 
 CHECKPOINT = "checkpoint.pt"
 LEDGER = "ledger.sqlite"
@@ -148,6 +148,22 @@ class FederatedResult:
             "config": c.to_dict(),
             "history": self.history,
         }
+
+
+def fedavg_weights(updates: list[ClientUpdate], weighting: str) -> dict[int, float]:
+    """Each client's weight in the server's average (see ``FederatedConfig.weighting``).
+
+    ``"uniform"``: 1.0 each (forced under DP, where the revealed sum of example counts
+    would not be covered by DP-SGD); ``"examples"``: the client's example count.
+
+    Raises:
+        ValueError: an unknown ``weighting``.
+    """
+    if weighting == "uniform":
+        return {u.client: 1.0 for u in updates}
+    if weighting == "examples":
+        return {u.client: float(u.examples) for u in updates}
+    raise ValueError(f"unknown weighting {weighting!r}")
 
 
 def _refit_users(setup: Setup, x: np.ndarray, store: UserStore, local: LocalConfig,
@@ -363,9 +379,9 @@ def train_federated(
     store = UserStore(model)
     x = shared_vector(model)
     server = ServerOptimizer(name=config.server_optimizer, lr=config.server_lr)
-    # FedAvg weights are example counts, masked inside the vector. Under DP they are
-    # uniform: the revealed sum of counts would depend on the data outside DP-SGD.
-    weight_max = 1.0 if config.dp else float(setup.client_examples.max())
+    # The weights travel masked inside the vector (see fedavg_weights).
+    weight_max = (1.0 if config.weighting == "uniform"
+                  else float(setup.client_examples.max()))
     aggregator: PlainAggregator | SecureAggregator
     if config.secagg:
         aggregator = SecureAggregator(
@@ -459,7 +475,7 @@ def train_federated(
             try:
                 agg = aggregator.aggregate(
                     {u.client: u.delta for u in updates},
-                    {u.client: 1.0 if config.dp else float(u.examples) for u in updates},
+                    fedavg_weights(updates, config.weighting),
                     dropouts=dropouts, round_index=r, on_upload=on_upload,
                 )
                 x = server.step(

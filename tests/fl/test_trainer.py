@@ -153,6 +153,28 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
     assert resumed["hr@10"] == json.loads((full / "result.json").read_text())["hr@10"]
 
 
+@pytest.mark.parametrize("weighting", ["uniform", "examples"])
+def test_the_server_averages_with_the_configured_client_weights(weighting):
+    config = _config(secagg=False, rounds=1, weighting=weighting, server_optimizer="fedavg",
+                     server_lr_schedule="constant", update_clip=1e6, eval_every=1)
+    data = make_synthetic(**{**SMALL, "min_interactions": 5})  # users of different sizes
+    setup = prepare(config, dataset=data)
+    x0 = shared_vector(setup.model).astype(np.float64)
+    sent: dict[int, np.ndarray] = {}
+    result = train_federated(config, setup=setup,
+                             on_upload=lambda c, v: sent.__setitem__(c, np.array(v)))
+    assert len(sent) == 20
+    w = {c: 1.0 if weighting == "uniform" else float(setup.client_examples[c]) for c in sent}
+    assert len({float(setup.client_examples[c]) for c in sent}) > 5  # sizes differ
+    expected = x0 + sum(w[c] * sent[c] for c in sent) / sum(w.values())
+    got = shared_vector(result.model).astype(np.float64)
+    assert np.max(np.abs(got - expected)) < 1e-6
+    # and the other weighting would have given a measurably different model
+    other = {c: float(setup.client_examples[c]) if weighting == "uniform" else 1.0 for c in sent}
+    alt = x0 + sum(other[c] * sent[c] for c in sent) / sum(other.values())
+    assert np.max(np.abs(got - alt)) > 1e-4
+
+
 def test_config_file_and_errors(tmp_path):
     from secagg_rec.cli import main
 
@@ -161,6 +183,10 @@ def test_config_file_and_errors(tmp_path):
     assert main(["train", "--config", str(cfg), "--json"]) == 2
     with pytest.raises(ValueError, match="--dp needs"):
         FederatedConfig(dp=True)
+    with pytest.raises(ValueError, match="--dp needs --weighting uniform"):
+        FederatedConfig(dp=True, epsilon=1.0, weighting="examples")
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        FederatedConfig(weighting="counts")
     with pytest.raises(ValueError, match="partition"):
         FederatedConfig(partition="silo:1")
 
