@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--local-weight-decay", type=float, default=S)
     p.add_argument("--negatives", type=int, default=S, help="negatives per positive (4)")
     p.add_argument("--server-optimizer", choices=("fedavg", "fedavgm", "fedadam"), default=S)
-    p.add_argument("--server-lr", type=float, default=S)
+    p.add_argument("--server-lr", type=float, default=S,
+                   help="default: 3 for MF, 1 for other models and under --dp, 0.05 for fedadam")
     p.add_argument("--server-lr-schedule", choices=("constant", "cosine"), default=S)
     p.add_argument("--update-clip", type=float, default=S,
                    help="per-coordinate bound of an update before upload")

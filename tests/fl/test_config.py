@@ -1,4 +1,4 @@
-"""FederatedConfig: per-model local optimizer defaults and explicit choices."""
+"""FederatedConfig: per-model local and server optimizer defaults, weighting, explicit choices."""
 
 from __future__ import annotations
 
@@ -25,3 +25,20 @@ def test_explicit_choices_win_and_a_lone_optimizer_gets_its_own_lr():
         FederatedConfig(local_optimizer="rmsprop")
     with pytest.raises(ValueError, match="local-lr"):
         FederatedConfig(local_lr=0.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "server_lr"),
+    [({}, 3.0), ({"model": "neumf"}, 1.0), ({"model": "gmf"}, 1.0),
+     ({"dp": True, "epsilon": 1.0}, 1.0), ({"server_optimizer": "fedadam"}, 0.05),
+     ({"server_optimizer": "fedavg"}, 3.0), ({"server_lr": 0.5, "dp": True, "epsilon": 1.0}, 0.5)],
+)
+def test_server_lr_default_depends_on_model_optimizer_and_dp(options, server_lr):
+    assert FederatedConfig(**options).server_lr == server_lr
+
+
+def test_uniform_weighting_is_the_default_and_examples_is_refused_under_dp():
+    assert FederatedConfig().weighting == "uniform"
+    assert FederatedConfig(weighting="examples").weighting == "examples"
+    with pytest.raises(ValueError, match="--weighting uniform"):
+        FederatedConfig(dp=True, epsilon=1.0, weighting="examples")
