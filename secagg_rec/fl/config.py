@@ -91,9 +91,10 @@ class FederatedConfig:
         weighting: each client's weight in the server's average. ``"uniform"``: 1 per
             client. ``"examples"``: its example count (McMahan et al.'s FedAvg). A
             client's update already grows with its data (it takes one local step per
-            batch), so weighting it by its example count as well counts a heavy user's
-            examples about as many times again as it has examples; uniform weights count
-            each example about once, as pooled training does. Under ``dp`` only
+            batch), so weighting it by its example count as well makes each example
+            count in proportion to its client's size (one of a 700-example client's
+            examples 35 times one of a 20-example client's); uniform weights count each
+            example about once, as pooled training does. Under ``dp`` only
             ``"uniform"`` is allowed (a revealed sum of counts is not covered by DP-SGD).
         secagg: aggregate through the secure-aggregation protocol.
         bits: ring width of secure aggregation, 8..62.
