@@ -156,7 +156,8 @@ def test_killed_run_resumes_to_the_same_model(tmp_path):
 @pytest.mark.parametrize("weighting", ["uniform", "examples"])
 def test_the_server_averages_with_the_configured_client_weights(weighting):
     config = _config(secagg=False, rounds=1, weighting=weighting, server_optimizer="fedavg",
-                     server_lr_schedule="constant", update_clip=1e6, eval_every=1)
+                     server_lr=1.0, server_lr_schedule="constant", update_clip=1e6,
+                     eval_every=1)
     data = make_synthetic(**{**SMALL, "min_interactions": 5})  # users of different sizes
     setup = prepare(config, dataset=data)
     x0 = shared_vector(setup.model).astype(np.float64)
