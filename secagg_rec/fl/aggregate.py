@@ -1,8 +1,8 @@
 """Turning the round's client updates into one mean update: in the clear or securely.
 
 Both aggregators see the same inputs — the clients' (already clipped) updates, their
-example counts, and the dropout schedule of the round — and return the weighted mean
-of the updates of the clients whose upload completed:
+weights (1 each, or their example counts), and the dropout schedule of the round — and
+return the weighted mean of the updates of the clients whose upload completed:
 
 * :class:`PlainAggregator` adds float vectors (the reference, and ``--no-secagg``);
 * :class:`SecureAggregator` quantizes each update with its weight *inside* the vector

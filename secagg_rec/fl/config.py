@@ -43,6 +43,9 @@ DEFAULT_SERVER_LR = 1.0
 DEFAULT_SERVER_LR_BY_MODEL = {"mf": 3.0}
 DEFAULT_FEDADAM_LR = 0.05
 
+#: Options whose ``None`` is resolved in ``__post_init__`` from other options.
+RESOLVED_DEFAULTS = ("local_optimizer", "local_lr", "server_lr")
+
 
 def parse_partition(value: str) -> tuple[str, int]:
     """``"device"`` -> ``("device", 0)``; ``"silo:10"`` -> ``("silo", 10)``.
@@ -161,6 +164,9 @@ class FederatedConfig:
             raise ValueError("--dataset movielens needs --data DIR_OR_FILE (or a name to fetch)")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        # fields left at None get a default that depends on others; replace() redoes it
+        object.__setattr__(self, "_defaulted", frozenset(
+            n for n in RESOLVED_DEFAULTS if getattr(self, n) is None))
         if self.local_optimizer is None:
             object.__setattr__(self, "local_optimizer", DEFAULT_LOCAL_OPTIMIZER[self.model])
         if self.local_optimizer not in LOCAL_OPTIMIZERS:
@@ -217,8 +223,12 @@ class FederatedConfig:
         parse_partition(self.partition)
 
     def replace(self, **changes: Any) -> FederatedConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (validated). Options that were left to their
+        model-dependent defaults (local optimizer and lr, server lr) are worked out
+        again for the copy: ``replace(dp=True)`` of a default MF config gets server lr
+        1, not MF's non-private 3."""
+        reset = {n: None for n in self._defaulted if n not in changes}
+        return dataclasses.replace(self, **reset, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -136,7 +136,8 @@ class ClientUpdate:
     Attributes:
         client: client id (dense, 0-based).
         delta: float32 ``[shared_dim]``, ``local - global`` shared parameters.
-        examples: number of local training examples (the FedAvg weight).
+        examples: number of local training examples (the FedAvg weight under
+            ``weighting="examples"``).
         loss: mean training BCE over the last local epoch.
         seconds: wall time of local training.
         epsilon: the client's cumulative epsilon after this round (private runs).

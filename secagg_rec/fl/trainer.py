@@ -70,7 +70,7 @@ class Setup:
     split: Any
     partition: Any
     model: RecommenderModel
-    client_examples: np.ndarray  # examples per client per round (the FedAvg weight)
+    client_examples: np.ndarray  # examples per client per round (weight with "examples")
 
 
 def prepare(config: FederatedConfig, dataset: Any | None = None) -> Setup:
@@ -406,7 +406,11 @@ def train_federated(
     ckpt_path = out / CHECKPOINT if out is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=False)
-        if state["key"] != config.training_key():
+        key = dict(state["key"])
+        # checkpoints from before the weighting option: DP runs weighted uniformly,
+        # the others by example count
+        key.setdefault("weighting", "uniform" if key.get("dp") else "examples")
+        if key != config.training_key():
             raise ValueError(
                 f"{ckpt_path} is a checkpoint of a different configuration; use another "
                 "--out or delete it"

@@ -42,3 +42,15 @@ def test_uniform_weighting_is_the_default_and_examples_is_refused_under_dp():
     assert FederatedConfig(weighting="examples").weighting == "examples"
     with pytest.raises(ValueError, match="--weighting uniform"):
         FederatedConfig(dp=True, epsilon=1.0, weighting="examples")
+
+
+def test_replace_works_out_defaulted_options_again_and_keeps_explicit_ones():
+    mf = FederatedConfig()
+    assert mf.replace(dp=True, epsilon=1.0).server_lr == 1.0
+    assert mf.replace(server_optimizer="fedadam").server_lr == 0.05
+    neumf = mf.replace(model="neumf")
+    assert (neumf.local_optimizer, neumf.local_lr, neumf.server_lr) == ("adam", 0.01, 1.0)
+    assert neumf.replace(model="mf") == mf
+    explicit = FederatedConfig(server_lr=2.0, local_lr=0.5)
+    changed = explicit.replace(dp=True, epsilon=1.0, model="neumf")
+    assert (changed.server_lr, changed.local_lr, changed.local_optimizer) == (2.0, 0.5, "adam")
