@@ -167,7 +167,10 @@ class BatchedLocalTrainer:
         """
         B = self.config.batch_size
         E = self.config.user_epochs + self.config.epochs
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("u", "i", "y", "w", "c", "s")}
+        dtypes = {"u": np.int64, "i": np.int64, "y": np.float32, "w": np.float32,
+                  "client": np.int64}
+        # every column starts with an empty piece: a round without examples needs no branch
+        cols = {k: [np.zeros(0, dtype=np.int64)] for k in (*dtypes, "s")}
         per_epoch = np.zeros(len(clients), dtype=np.int64)
         for c, data in enumerate(clients):
             ex = data.examples
@@ -183,28 +186,17 @@ class BatchedLocalTrainer:
             cols["i"].append((np.searchsorted(local_items[c], ex.items) + item_off[c])[order])
             cols["y"].append(np.asarray(ex.labels)[order])
             cols["w"].append(1.0 / np.minimum(B, n - batch * B))
-            cols["c"].append(np.full(E * n, c))
+            cols["client"].append(np.full(E * n, c))
             cols["s"].append(np.arange(E * n) // n * per_epoch[c] + batch)
         steps = per_epoch * E
-        if not cols["s"]:
-            empty = torch.zeros(0, dtype=torch.int64)
-            return {"u": empty, "i": empty, "y": torch.zeros(0), "w": torch.zeros(0),
-                    "client": empty, "ptr": torch.zeros(1, dtype=torch.int64),
-                    "steps": torch.from_numpy(steps), "per_epoch": torch.from_numpy(per_epoch)}
         step = np.concatenate(cols["s"])
         by_step = np.argsort(step, kind="stable")  # keeps client order within a step
-        ptr = np.searchsorted(step[by_step], np.arange(int(steps.max()) + 1))
-        flat = {k: np.concatenate(cols[k])[by_step] for k in ("u", "i", "y", "w", "c")}
-        return {
-            "u": torch.from_numpy(flat["u"].astype(np.int64)),
-            "i": torch.from_numpy(flat["i"].astype(np.int64)),
-            "y": torch.from_numpy(flat["y"].astype(np.float32)),
-            "w": torch.from_numpy(flat["w"].astype(np.float32)),
-            "client": torch.from_numpy(flat["c"].astype(np.int64)),
-            "ptr": torch.from_numpy(ptr.astype(np.int64)),
-            "steps": torch.from_numpy(steps),
-            "per_epoch": torch.from_numpy(per_epoch),
-        }
+        ptr = np.searchsorted(step[by_step], np.arange(int(steps.max(initial=0)) + 1))
+        plan = {k: torch.from_numpy(np.concatenate(cols[k])[by_step].astype(dt))
+                for k, dt in dtypes.items()}
+        plan.update(ptr=torch.from_numpy(ptr.astype(np.int64)),
+                    steps=torch.from_numpy(steps), per_epoch=torch.from_numpy(per_epoch))
+        return plan
 
     def _train_stacked(
         self,

@@ -636,7 +636,7 @@ class GhostPrivateOptimizer(DPOptimizerFastGradientClipping):
     def pre_step(self, closure: Callable[[], float] | None = None) -> bool:
         self._session.before_step()
         empty_batch = self._session.holding_empty_batch()
-        if not (empty_batch and not self._hooks.has_pass):
+        if self._hooks.has_pass or not empty_batch:
             self._hooks.require_pass()  # before any noise is drawn for this step
         divisor = self.mean_divisor
         std = float(self.noise_multiplier) * float(self.max_grad_norm) / divisor
